@@ -1,0 +1,14 @@
+"""diffkit: exact, fast, measured samplers for diffusion models.
+
+    import diffkit
+    schedule = diffkit.schedules.Linear()
+    model = diffkit.models.GaussianMixture.two_d(schedule)
+    x0 = diffkit.sample(model, schedule, "dpmpp_2m", steps=20, shape=(1000, 2))
+"""
+
+from diffkit import conversions, models, schedules
+from diffkit.samplers import SAMPLERS, sample
+from diffkit.schedules import timesteps
+
+__all__ = ["SAMPLERS", "conversions", "models", "sample", "schedules", "timesteps"]
+__version__ = "0.1.0"

@@ -1,0 +1,308 @@
+"""The per-step sampler update: one elementwise pass that every sampler shares.
+
+Math (all coefficients are host scalars computed in float64 from the schedule,
+so the update itself is schedule-agnostic):
+
+    eps    = eps_u + w * (eps_c - eps_u)        only when ``eps_uncond`` is given
+    x0     = (x - sigma * eps) / alpha          the data prediction at this step
+    x_next = cx * base + c0 * x0 + c1 * prev + cn * noise   (base defaults to x)
+
+``base`` is the state being advanced when it differs from the point where the
+model was evaluated (the second stage of DPM++ SDE advances x_t using an x0
+predicted at an intermediate point); by default it is ``x`` itself.
+``prev`` is the multistep history (the previous x0 for DPM-Solver++(2M), the
+first-stage x0 for DPM++ SDE) and ``noise`` a standard normal draw. Returns
+``(x_next, x0)``; ``x0`` is the new history entry and what callbacks see.
+
+Every registered sampler reduces to this form: DDPM's posterior mean is linear
+in (x, x0); DDIM rewrites eps = (x - alpha x0) / sigma; DPM-Solver++ updates are
+linear in x and in a combination of the current and previous x0.
+
+The kernel makes one pass over memory: it reads x, eps (and, when given,
+eps_uncond, base, prev, noise) once and writes x_next and x0, with the
+coefficients combined on the host in float64 and rounded to float32 once:
+
+    x0     = x * (1/alpha) - eps * (sigma/alpha)
+    x_next = (cx + c0/alpha) * x - (c0 sigma/alpha) * eps + c1 * prev + cn * noise
+
+(with ``base``: cx * base + (c0/alpha) * x - ...). A float32 state runs the
+kernel; float64 and other states run the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from diffkit.kernels._backend import interpreting, lazy_kernels, use_triton
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """Host-side float64 scalars of one update (see the module docstring)."""
+
+    alpha: float  # alpha_t = sqrt(abar_t) of the current state
+    sigma: float  # sigma_t = sqrt(1 - abar_t) of the current state
+    cx: float  # weight of the current state x
+    c0: float  # weight of the current data prediction x0
+    c1: float = 0.0  # weight of the history entry ``prev``
+    cn: float = 0.0  # weight of the standard-normal ``noise``
+
+
+def step_update_ref(
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    coeffs: StepCoefficients,
+    prev: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    eps_uncond: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    base: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The definition, in eager PyTorch, computed in ``x``'s dtype (the sampler state)."""
+    eps = eps.to(x.dtype)
+    if eps_uncond is not None:
+        eps_u = eps_uncond.to(x.dtype)
+        eps = eps_u + guidance * (eps - eps_u)
+    x0 = (x - coeffs.sigma * eps) / coeffs.alpha
+    x_next = coeffs.cx * (x if base is None else base) + coeffs.c0 * x0
+    if prev is not None and coeffs.c1 != 0.0:
+        x_next = x_next + coeffs.c1 * prev
+    if noise is not None and coeffs.cn != 0.0:
+        x_next = x_next + coeffs.cn * noise.to(x.dtype)
+    return x_next, x0
+
+
+# Philox-4x32-10 constants, as in Salmon et al. (2011) and triton.language.random.
+_M32 = 0xFFFFFFFF
+_ROUND_A, _ROUND_B = 0xD2511F53, 0xCD9E8D57
+_KEY_A, _KEY_B = 0x9E3779B9, 0xBB67AE85
+_INT32_TO_UNIT = 4.6566127342e-10  # largest scale with (2**31 - 1) * scale < 1 in float32
+
+
+def _mul_hi_lo(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32-bit words of a * b for a 32-bit constant a and uint32 values b (held in int64)."""
+    b_hi, b_lo = b >> 16, b & 0xFFFF
+    p_hi, p_lo = a * b_hi, a * b_lo  # both < 2**48: no int64 overflow
+    mid = p_lo + ((p_hi & 0xFFFF) << 16)
+    return (p_hi >> 16) + (mid >> 32), mid & _M32
+
+
+def philox_normal_ref(seed: int, step: int, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """Standard normals of the in-kernel noise stream: ``tl.randn(seed, (step << 32) + i)`` at flat index i.
+
+    Philox-4x32-10 with key = seed (64 bit) and counter = (i, step, 0, 0); the
+    first two words become uniforms as ``tl.rand`` makes them and one
+    Box-Muller output is kept. Float32, computed with the int64 arithmetic of
+    plain PyTorch, so the stream does not depend on Triton or the device (up to
+    the last ulps of log/cos/sin).
+    """
+    numel = math.prod(shape)
+    c0 = torch.arange(numel, dtype=torch.int64, device=device)
+    c1 = torch.full_like(c0, step)
+    c2 = torch.zeros_like(c0)
+    c3 = torch.zeros_like(c0)
+    k0, k1 = seed & _M32, (seed >> 32) & _M32
+    for _ in range(10):
+        hi_b, lo_b = _mul_hi_lo(_ROUND_B, c2)
+        hi_a, lo_a = _mul_hi_lo(_ROUND_A, c0)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0, k1 = (k0 + _KEY_A) & _M32, (k1 + _KEY_B) & _M32
+
+    def uniform(bits: torch.Tensor) -> torch.Tensor:
+        signed = torch.where(bits >= 2**31, bits - 2**32, bits)  # the int32 bit pattern
+        folded = torch.where(signed < 0, -signed - 1, signed)  # ~x for negatives
+        return folded.to(torch.float32) * torch.tensor(_INT32_TO_UNIT, dtype=torch.float32)
+
+    u1 = torch.clamp_min(uniform(c0), 1.0e-7)
+    theta = torch.tensor(6.283185307179586, dtype=torch.float32) * uniform(c1)
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(theta)).reshape(shape)
+
+
+@lazy_kernels
+def _kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit(do_not_specialize=["seed", "step"])
+    def step_update_kernel(
+        x_ptr,  # [n] float32: the state x at which the model was evaluated
+        eps_ptr,  # [n] float16/bfloat16/float32: eps (the conditional one under guidance)
+        uncond_ptr,  # [n] like eps: the unconditional eps, read when HAS_UNCOND
+        base_ptr,  # [n] float32: the state being advanced, read when HAS_BASE
+        prev_ptr,  # [n] float32: the history entry, read when HAS_PREV
+        noise_ptr,  # [n] float16/bfloat16/float32: standard normals, read when HAS_NOISE
+        x_next_ptr,  # [n] float32, written: the next state
+        x0_ptr,  # [n] float32, written: the data prediction (new history entry)
+        n_elements,
+        guidance,  # w
+        inv_alpha,  # 1 / alpha
+        sigma_over_alpha,  # sigma / alpha
+        coef_x,  # weight of x in x_next: cx + c0 / alpha without base, c0 / alpha with it
+        coef_eps,  # weight of eps in x_next: -c0 * sigma / alpha
+        cx,  # weight of base
+        c1,  # weight of prev
+        cn,  # weight of the noise
+        seed,  # key of the in-kernel noise, used when GEN_NOISE
+        step,  # second counter word of the in-kernel noise
+        HAS_UNCOND: tl.constexpr,
+        HAS_BASE: tl.constexpr,
+        HAS_PREV: tl.constexpr,
+        HAS_NOISE: tl.constexpr,
+        GEN_NOISE: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n_elements
+        x = tl.load(x_ptr + offs, mask=mask)
+        eps = tl.load(eps_ptr + offs, mask=mask).to(tl.float32)
+        if HAS_UNCOND:
+            eps_u = tl.load(uncond_ptr + offs, mask=mask).to(tl.float32)
+            eps = eps_u + guidance * (eps - eps_u)
+        x0 = x * inv_alpha - eps * sigma_over_alpha
+        x_next = coef_x * x + coef_eps * eps
+        if HAS_BASE:
+            x_next += cx * tl.load(base_ptr + offs, mask=mask)
+        if HAS_PREV:
+            x_next += c1 * tl.load(prev_ptr + offs, mask=mask)
+        if HAS_NOISE:
+            x_next += cn * tl.load(noise_ptr + offs, mask=mask).to(tl.float32)
+        if GEN_NOISE:
+            x_next += cn * tl.randn(seed, step.to(tl.int64) * 4294967296 + offs)
+        tl.store(x_next_ptr + offs, x_next, mask=mask)
+        tl.store(x0_ptr + offs, x0, mask=mask)
+
+    configs = [
+        triton.Config({"BLOCK": 1024}, num_warps=4),
+        triton.Config({"BLOCK": 2048}, num_warps=8),
+        triton.Config({"BLOCK": 4096}, num_warps=8),
+    ]
+    # The interpreter runs the first config only: autotuning it would time Python.
+    return triton.autotune(configs[:1] if interpreting() else configs, key=["n_elements"])(step_update_kernel)
+
+
+def _dense_like(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``t`` in the memory layout of ``out`` (a copy only when the strides differ), so one flat index walks both."""
+    return t if t.stride() == out.stride() else torch.empty_like(out, dtype=t.dtype).copy_(t)
+
+
+def _launch(x, eps, eps_uncond, base, prev, noise, alpha, sigma, cx, c0, c1, cn, guidance, noise_seed, noise_step):
+    x_next = torch.empty_like(x)
+    x0 = torch.empty_like(x)
+    n = x.numel()
+    if n == 0:
+        return x_next, x0
+    x_, eps_ = _dense_like(x, x_next), _dense_like(eps, x_next)
+    present = lambda t: x_ if t is None else _dense_like(t, x_next)  # noqa: E731  (x_ stands in, never read)
+    # Coefficients combined in float64 here, rounded to float32 once at launch.
+    coef_x = c0 / alpha + (cx if base is None else 0.0)
+    _kernel()[lambda meta: (-(-n // meta["BLOCK"]),)](
+        x_, eps_, present(eps_uncond), present(base), present(prev), present(noise), x_next, x0, n,
+        guidance, 1.0 / alpha, sigma / alpha, coef_x, -c0 * sigma / alpha, cx, c1, cn,
+        0 if noise_seed is None else noise_seed, noise_step,
+        HAS_UNCOND=eps_uncond is not None,
+        HAS_BASE=base is not None,
+        HAS_PREV=prev is not None and c1 != 0.0,
+        HAS_NOISE=noise is not None and cn != 0.0,
+        GEN_NOISE=noise_seed is not None and cn != 0.0,
+    )
+    return x_next, x0
+
+
+@torch.library.custom_op("diffkit::step_update", mutates_args=())
+def _step_update_op(
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    eps_uncond: torch.Tensor | None,
+    base: torch.Tensor | None,
+    prev: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    alpha: float,
+    sigma: float,
+    cx: float,
+    c0: float,
+    c1: float,
+    cn: float,
+    guidance: float,
+    noise_seed: int | None,
+    noise_step: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The update as one opaque op for ``torch.compile``: the kernel where it can run, else the reference."""
+    if x.dtype == torch.float32 and use_triton(x):
+        return _launch(x, eps, eps_uncond, base, prev, noise, alpha, sigma, cx, c0, c1, cn, guidance, noise_seed, noise_step)
+    if noise_seed is not None and cn != 0.0:
+        noise = philox_normal_ref(noise_seed, noise_step, x.shape, x.device)
+    coeffs = StepCoefficients(alpha, sigma, cx, c0, c1, cn)
+    x_next, x0 = step_update_ref(x, eps, coeffs, prev, noise, eps_uncond, guidance, base)
+    # The fake below promises empty_like(x)'s layout; eager ops may pick another.
+    layout = torch.empty_like(x)
+    return _dense_like(x_next, layout), _dense_like(x0, layout)
+
+
+@_step_update_op.register_fake
+def _(x, eps, eps_uncond, base, prev, noise, alpha, sigma, cx, c0, c1, cn, guidance, noise_seed, noise_step):
+    return torch.empty_like(x), torch.empty_like(x)
+
+
+def step_update(
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    coeffs: StepCoefficients,
+    prev: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    eps_uncond: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    base: torch.Tensor | None = None,
+    *,
+    noise_seed: int | None = None,
+    noise_step: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sampler update; see :func:`step_update_ref` for the positional arguments.
+
+    Runs the fused kernel for a float32 state on a CUDA device (or under the
+    Triton interpreter), else the reference; always through the custom op
+    ``torch.ops.diffkit.step_update``, so ``torch.compile`` sees one opaque op.
+
+    ``noise_seed`` (opt-in) draws the noise inside the kernel from the
+    counter-based stream :func:`philox_normal_ref` at ``(noise_seed, noise_step)``
+    instead of reading a ``noise`` tensor: one fewer tensor read and no separate
+    randn launch, but a *different random stream* from ``torch.randn`` with a
+    generator, so samples change (reproducibly: the reference path draws the
+    same stream). Give a distinct ``noise_step`` per step.
+    """
+    _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_step)
+    return torch.ops.diffkit.step_update(
+        x, eps, eps_uncond, base, prev, noise,
+        coeffs.alpha, coeffs.sigma, coeffs.cx, coeffs.c0, coeffs.c1, coeffs.cn, guidance,
+        noise_seed, noise_step,
+    )
+
+
+def _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_step) -> None:
+    """Metadata checks only: nothing here reads tensor values (no host-device synchronisation)."""
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point state, got {x.dtype}")
+    named = {"eps": eps, "prev": prev, "noise": noise, "eps_uncond": eps_uncond, "base": base}
+    for name, t in named.items():
+        if t is None:
+            continue
+        if t.shape != x.shape:
+            raise ValueError(f"{name} must have x's shape {tuple(x.shape)}, got {tuple(t.shape)}")
+        if t.device != x.device:
+            raise ValueError(f"{name} is on {t.device}, x on {x.device}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {t.dtype}")
+    for name in ("prev", "base"):  # state tensors: mixing dtypes would silently promote the result
+        if named[name] is not None and named[name].dtype != x.dtype:
+            raise ValueError(f"{name} must have the state's dtype {x.dtype}, got {named[name].dtype}")
+    if coeffs.alpha == 0.0:
+        raise ValueError("alpha must be nonzero (x0 = (x - sigma * eps) / alpha)")
+    if noise_seed is not None:
+        if noise is not None:
+            raise ValueError("give either noise or noise_seed, not both")
+        if not 0 <= noise_seed < 2**63:
+            raise ValueError(f"noise_seed must lie in [0, 2**63), got {noise_seed}")
+        if not 0 <= noise_step < 2**31:
+            raise ValueError(f"noise_step must lie in [0, 2**31), got {noise_step}")

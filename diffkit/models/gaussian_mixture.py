@@ -1,0 +1,126 @@
+"""An exact eps-model: data from a Gaussian mixture, noised by a VP schedule.
+
+If x0 ~ sum_k pi_k N(mu_k, S_k) then x_t = alpha_t x0 + sigma_t eps is again a
+mixture, sum_k pi_k N(alpha_t mu_k, C_k(t)) with C_k(t) = alpha_t^2 S_k + sigma_t^2 I.
+Its score is exact, and the optimal eps-model (the minimiser of the DDPM loss)
+is eps*(x_t, t) = -sigma_t grad log p_t(x_t):
+
+    eps*(x, t) = sigma_t * sum_k r_k(x) C_k(t)^{-1} (x - alpha_t mu_k),
+    r_k(x)     = softmax_k( log pi_k + log N(x; alpha_t mu_k, C_k(t)) ).
+
+With S_k = U_k diag(s_k) U_k^T, C_k(t)^{-1} = U_k diag(1/(alpha^2 s_k + sigma^2)) U_k^T,
+so each evaluation costs O(K B D^2), in the dtype of x.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from diffkit.schedules.base import Schedule
+
+
+class GaussianMixture:
+    """Analytic eps-model ``model(x, t) -> eps`` for Gaussian-mixture data; x has shape [B, *event_shape]."""
+
+    def __init__(
+        self,
+        schedule: Schedule,  # the forward process whose marginals the model is exact for
+        weights: torch.Tensor,  # [K] mixture weights, positive, summing to 1
+        means: torch.Tensor,  # [K, D] component means
+        covariances: torch.Tensor,  # [K, D, D] symmetric positive-definite component covariances
+        event_shape: tuple[int, ...] | None = None,  # shape of one sample; defaults to (D,)
+    ) -> None:
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        means = torch.as_tensor(means, dtype=torch.float64)
+        covariances = torch.as_tensor(covariances, dtype=torch.float64)
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape [K, D], got {tuple(means.shape)}")
+        K, D = means.shape
+        if weights.shape != (K,) or not bool((weights > 0).all()) or abs(float(weights.sum()) - 1) > 1e-6:
+            raise ValueError(f"weights must be {K} positive numbers summing to 1, got {weights.tolist()}")
+        if covariances.shape != (K, D, D):
+            raise ValueError(f"covariances must have shape [K, D, D]=[{K}, {D}, {D}], got {tuple(covariances.shape)}")
+        if not torch.allclose(covariances, covariances.transpose(1, 2)):
+            raise ValueError("covariances must be symmetric")
+        evals, evecs = torch.linalg.eigh(covariances)
+        if not bool((evals > 0).all()):
+            raise ValueError("covariances must be positive definite")
+        event_shape = (D,) if event_shape is None else tuple(event_shape)
+        if math.prod(event_shape) != D:
+            raise ValueError(f"event_shape {event_shape} must hold D={D} values")
+        self.schedule = schedule
+        self.weights, self.means, self.covariances = weights / weights.sum(), means, covariances
+        self.event_shape = event_shape
+        self._evals, self._evecs = evals, evecs
+
+    @property
+    def dim(self) -> int:
+        """D, the number of values in one sample."""
+        return self.means.shape[1]
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps*(x, t) in x's dtype; t is a float tensor [B] in training-timestep units."""
+        B = x.shape[0]
+        dt = x.dtype
+        y = x.reshape(B, 1, self.dim)
+        alpha = self.schedule.alpha(t).to(device=x.device, dtype=dt).view(B, 1, 1)
+        sigma = self.schedule.sigma(t).to(device=x.device, dtype=dt).view(B, 1, 1)
+        evecs = self._evecs.to(device=x.device, dtype=dt)  # [K, D, D]
+        diag = alpha**2 * self._evals.to(x.device, dt) + sigma**2  # [B, K, D]
+        centred = y - alpha * self.means.to(x.device, dt)  # [B, K, D]
+        z = torch.einsum("bkd,kde->bke", centred, evecs)
+        log_prob = torch.log(self.weights.to(x.device, dt)) - 0.5 * ((z * z / diag).sum(-1) + diag.log().sum(-1))
+        resp = torch.softmax(log_prob, dim=-1)  # [B, K]
+        precision_z = torch.einsum("bke,kde->bkd", z / diag, evecs)
+        eps = sigma.view(B, 1) * torch.einsum("bk,bkd->bd", resp, precision_z)
+        return eps.reshape(x.shape)
+
+    # -- ground truth of the data -----------------------------------------------------
+
+    def sample_data(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n exact samples of x0 (float64), shape [n, *event_shape]."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        root = self._evecs * self._evals.sqrt().unsqueeze(1)  # U diag(sqrt s): S = root root^T
+        x = self.means[k] + torch.einsum("nde,ne->nd", root[k], z)
+        return x.reshape((n,) + self.event_shape)
+
+    def mean(self) -> torch.Tensor:
+        """Mean of the data distribution, [D]."""
+        return self.weights @ self.means
+
+    def covariance(self) -> torch.Tensor:
+        """Covariance of the data distribution, [D, D] (law of total covariance)."""
+        mu = self.mean()
+        d = self.means - mu
+        return torch.einsum("k,kde->de", self.weights, self.covariances + d.unsqueeze(2) * d.unsqueeze(1))
+
+    def assign_modes(self, x0: torch.Tensor) -> torch.Tensor:
+        """Index of the most probable component for each sample (under the clean data), [n]."""
+        y = x0.reshape(x0.shape[0], 1, self.dim).to(torch.float64)
+        z = torch.einsum("bkd,kde->bke", y - self.means, self._evecs)
+        log_prob = torch.log(self.weights) - 0.5 * ((z * z / self._evals).sum(-1) + self._evals.log().sum(-1))
+        return log_prob.argmax(dim=-1)
+
+    # -- ready-made mixtures ----------------------------------------------------------
+
+    @classmethod
+    def two_d(cls, schedule: Schedule) -> "GaussianMixture":
+        """Three well separated, unequal 2-D modes (weights 0.5/0.3/0.2, anisotropic covariances)."""
+        means = torch.tensor([[-1.2, -0.6], [1.1, 0.9], [0.9, -1.3]])
+        covariances = torch.tensor(
+            [[[0.04, 0.015], [0.015, 0.02]], [[0.01, 0.0], [0.0, 0.05]], [[0.02, -0.01], [-0.01, 0.02]]]
+        )
+        return cls(schedule, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), means, covariances)
+
+    @classmethod
+    def random(cls, schedule: Schedule, dim: int = 64, components: int = 4, seed: int = 0) -> "GaussianMixture":
+        """A reproducible random mixture in ``dim`` dimensions with unequal weights and full covariances."""
+        g = torch.Generator().manual_seed(seed)
+        weights = torch.rand(components, generator=g, dtype=torch.float64) + 0.5
+        means = torch.randn(components, dim, generator=g, dtype=torch.float64) * (1.5 / math.sqrt(dim))
+        a = torch.randn(components, dim, dim, generator=g, dtype=torch.float64) / math.sqrt(dim)
+        covariances = 0.05 * (a @ a.transpose(1, 2)) / 4 + 0.01 * torch.eye(dim, dtype=torch.float64)
+        return cls(schedule, weights / weights.sum(), means, covariances)

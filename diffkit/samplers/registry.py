@@ -1,0 +1,60 @@
+"""The sampler registry: every sampler by name, with its options and defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from diffkit.samplers.ddim import sample_ddim
+from diffkit.samplers.ddpm import sample_ddpm
+from diffkit.samplers.dpmpp_2m import sample_dpmpp_2m
+from diffkit.samplers.dpmpp_2m_sde import sample_dpmpp_2m_sde
+from diffkit.samplers.dpmpp_sde import sample_dpmpp_sde
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """A registered sampler: the function, its keyword options with defaults, and how it is used."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str  # one line, shown by ``diffkit samplers``
+    options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    default_spacing: str = "karras"
+    stochastic: bool = False
+    evals_per_step: int = 1  # model calls per visited timestep except the last, which always takes one
+
+    def nfe(self, steps: int) -> int:
+        """Number of model evaluations for ``steps`` visited timesteps."""
+        return self.evals_per_step * (steps - 1) + 1
+
+
+def _info(name, fn, description, options=None, **kw) -> SamplerInfo:
+    return SamplerInfo(name, fn, description, MappingProxyType(dict(options or {})), **kw)
+
+
+SAMPLERS: MappingProxyType = MappingProxyType(
+    {
+        info.name: info
+        for info in (
+            _info("ddpm", sample_ddpm, "DDPM ancestral sampling (Ho et al. 2020), respaced; variance fixed_small|fixed_large",
+                  {"variance": "fixed_small"}, default_spacing="leading", stochastic=True),
+            _info("ddim", sample_ddim, "DDIM (Song et al. 2021); eta=0 deterministic, eta=1 ancestral",
+                  {"eta": 0.0}),
+            _info("dpmpp_2m", sample_dpmpp_2m, "DPM-Solver++(2M) (Lu et al. 2022): 2nd-order multistep ODE solver"),
+            _info("dpmpp_2m_sde", sample_dpmpp_2m_sde, "DPM-Solver++(2M) SDE: 2nd-order multistep SDE solver",
+                  {"eta": 1.0, "noise_sampler": None}, stochastic=True),
+            _info("dpmpp_sde", sample_dpmpp_sde, "DPM++ SDE: two-stage stochastic solver with Brownian-tree noise",
+                  {"eta": 1.0, "r": 0.5, "noise_sampler": None}, stochastic=True, evals_per_step=2),
+        )
+    }
+)
+
+
+def get_sampler(name: str) -> SamplerInfo:
+    """The registered sampler ``name``, or ValueError listing the registered names."""
+    if not isinstance(name, str) or name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; registered samplers: {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]

@@ -1,0 +1,78 @@
+"""Which timesteps a sampler visits: a function of (schedule, steps, spacing), not a schedule flag.
+
+Every spacing returns ``steps`` strictly decreasing float64 timesteps in
+[0, T-1]; samplers visit them in order and then take one final step to the
+data (sigma = 0). No duplicates, ever.
+
+- ``leading``  : k * (T // steps) for k = steps-1..0            (diffusers "leading", steps_offset=0)
+- ``trailing`` : round(T - k * T / steps) - 1 for k = 0..steps-1  (diffusers "trailing")
+- ``linspace`` : round(linspace(0, T-1, steps+1))[::-1][:-1]      (diffusers DPM-Solver "linspace")
+- ``karras``   : sigma_k ramp of Karras et al. 2022 (eq. 5, rho=7) between sigma_k(T-1) and
+                 sigma_k(0), mapped back to fractional t
+- ``logsnr``   : lambda uniform between lambda(T-1) and lambda(0) (DPM-Solver's "logSNR"), fractional t
+
+The discrete spacings need steps <= T; at steps == T they all return the full
+grid T-1..0. With leading/linspace/trailing the last visited timestep is about
+T/steps, so the final jump to the data shrinks only like 1/steps and every solver
+looks first order there; karras and logsnr refine the whole path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffkit.schedules.base import Schedule
+
+SPACINGS = ("leading", "trailing", "linspace", "karras", "logsnr")
+DISCRETE_SPACINGS = ("leading", "trailing", "linspace")
+
+
+def _discrete(T: int, steps: int, spacing: str) -> np.ndarray:
+    k = np.arange(steps, dtype=np.float64)
+    if spacing == "leading":
+        return (k * (T // steps))[::-1]
+    if spacing == "trailing":
+        return np.round(T - k * (T / steps)) - 1
+    return np.round(np.linspace(0, T - 1, steps + 1))[::-1][:-1]
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> np.ndarray:
+    """Karras et al. 2022, eq. 5: sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho."""
+    if steps == 1:
+        return np.array([sigma_max])
+    ramp = np.linspace(0.0, 1.0, steps)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def timesteps(schedule: Schedule, steps: int, spacing: str = "karras", *, rho: float = 7.0) -> np.ndarray:
+    """The ``steps`` timesteps to visit, strictly decreasing, in [0, T-1] (float64)."""
+    T = schedule.num_train_timesteps
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if spacing in DISCRETE_SPACINGS and steps > T:
+        raise ValueError(f"spacing {spacing!r} visits integer timesteps: steps must be <= T={T}, got {steps}")
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho!r}")
+    if steps == T and spacing in DISCRETE_SPACINGS:
+        return np.arange(T - 1, -1, -1, dtype=np.float64)
+    if spacing in DISCRETE_SPACINGS:
+        t = _discrete(T, int(steps), spacing)
+    elif spacing == "karras":
+        sk = schedule.sigma_k(np.array([0.0, T - 1.0]))
+        t = schedule.t_from_sigma_k(karras_sigmas(sk[0], sk[1], int(steps), rho))
+    else:
+        lam = schedule.lambda_(np.array([T - 1.0, 0.0]))
+        t = schedule.t_from_lambda(np.linspace(lam[0], lam[1], int(steps)))
+    t = np.clip(t, 0.0, T - 1.0)
+    # Pin the ends exactly (the inverse maps are exact only up to rounding), then
+    # guard strict monotonicity, which rounding in the inverse could otherwise break.
+    if spacing not in DISCRETE_SPACINGS:
+        t[0] = T - 1.0
+        if steps > 1:
+            t[-1] = 0.0
+    if steps > 1 and not np.all(np.diff(t) < 0):
+        raise AssertionError(f"internal error: {spacing} spacing produced non-decreasing timesteps {t}")
+    return t
