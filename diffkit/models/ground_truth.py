@@ -54,8 +54,15 @@ def solve_probability_flow(
     return torch.from_numpy(sol.y[:, -1]).reshape(shape) * schedule.alpha(t_end)
 
 
-def exact_sample(eps_model, schedule: Schedule, x_start: torch.Tensor, **tolerances: float) -> torch.Tensor:
-    """The exact deterministic sample from x_T: the ODE to t = 0, then the final map to the data."""
-    x = solve_probability_flow(eps_model, schedule, x_start, **tolerances)
-    t0 = torch.zeros(x.shape[0], dtype=torch.float64)
-    return x0_from_eps(x, eps_model(x, t0), schedule.alpha(0.0), schedule.sigma(0.0))
+def exact_sample(
+    eps_model, schedule: Schedule, x_start: torch.Tensor, t_end: float = 0.0, **tolerances: float
+) -> torch.Tensor:
+    """The exact deterministic sample from x_T: the ODE to ``t_end``, then the final map to the data.
+
+    With t_end = 0 this is what every deterministic sampler converges to when its
+    spacing refines the whole path; with t_end = a spacing's last visited timestep it
+    is the best any solver can do on that spacing (its final-jump floor).
+    """
+    x = solve_probability_flow(eps_model, schedule, x_start, t_end=t_end, **tolerances)
+    t = torch.full((x.shape[0],), float(t_end), dtype=torch.float64)
+    return x0_from_eps(x, eps_model(x, t), schedule.alpha(float(t_end)), schedule.sigma(float(t_end)))

@@ -68,6 +68,8 @@ class Schedule:
     def alphas_cumprod(self) -> np.ndarray:
         """abar_t for t = 0..T-1, float64, read-only; computed in log space for accuracy."""
         abar = np.exp(np.cumsum(np.log1p(-self.betas)))
+        if not abar[-1] > 0:
+            raise ValueError(f"{type(self).__name__}: abar underflows to 0 in float64; the betas are too large for T")
         abar.setflags(write=False)
         return abar
 

@@ -12,9 +12,12 @@ data (sigma = 0). No duplicates, ever.
 - ``logsnr``   : lambda uniform between lambda(T-1) and lambda(0) (DPM-Solver's "logSNR"), fractional t
 
 The discrete spacings need steps <= T; at steps == T they all return the full
-grid T-1..0. With leading/linspace/trailing the last visited timestep is about
-T/steps, so the final jump to the data shrinks only like 1/steps and every solver
-looks first order there; karras and logsnr refine the whole path.
+grid T-1..0. With linspace/trailing the last visited timestep is about T/steps,
+and the final jump from it to the data (one step for every solver) errs by about
+c * sigma_k(T/steps)^2, which tends to c' / steps: every solver is eventually
+first order there, whatever its own order (measured in tests/test_samplers.py).
+"leading" also starts below T-1 once steps > T/2. karras and logsnr refine the
+whole path down to t = 0, where second-order solvers show their order.
 """
 
 from __future__ import annotations

@@ -1,0 +1,34 @@
+"""Shared fixtures: schedules and analytic models (float64 ground truth)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffkit.models import GaussianMixture
+from diffkit.schedules import Cosine, Linear
+
+
+@pytest.fixture(scope="session")
+def linear():
+    return Linear()
+
+
+@pytest.fixture(scope="session")
+def cosine():
+    return Cosine()
+
+
+@pytest.fixture(scope="session")
+def gmm2d(linear):
+    return GaussianMixture.two_d(linear)
+
+
+@pytest.fixture(scope="session")
+def gmm8d(linear):
+    return GaussianMixture.random(linear, dim=8, components=3, seed=1)
+
+
+def noise(shape, seed=0, dtype=torch.float64):
+    """Standard normal x_T from a fixed seed."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)

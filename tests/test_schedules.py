@@ -1,0 +1,178 @@
+"""Property tests (hypothesis) of schedules, the continuous-time accessors and timestep spacings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from diffkit.schedules import SPACINGS, Cosine, Linear, ScaledLinear, timesteps
+from diffkit.schedules.spacing import DISCRETE_SPACINGS
+
+T_RANGE = st.integers(min_value=2, max_value=4000)
+
+
+@st.composite
+def schedules(draw):
+    T = draw(T_RANGE)
+    kind = draw(st.sampled_from(["linear", "scaled_linear", "cosine"]))
+    if kind == "cosine":
+        return Cosine(T, s=draw(st.floats(0.0, 0.1)), max_beta=draw(st.floats(0.5, 0.999)))
+    # Keep sum(beta) moderate so abar_{T-1} stays a normal float64 (>= ~e^-40).
+    hi = min(0.9, 40.0 / T)
+    start = draw(st.floats(1e-6, hi / 2))
+    end = draw(st.floats(start * 1.01 + 1e-7, hi))
+    assume(start < end)
+    return (Linear if kind == "linear" else ScaledLinear)(T, start, end)
+
+
+@settings(max_examples=60, deadline=None)
+@given(schedules())
+def test_tables_are_valid(s):
+    assert np.all((s.betas > 0) & (s.betas < 1))
+    abar = s.alphas_cumprod
+    assert np.all((abar > 0) & (abar <= 1))
+    assert np.all(np.diff(abar) < 0)
+    lam = s.lambda_(np.arange(s.num_train_timesteps, dtype=np.float64))
+    assert np.all(np.diff(lam) < 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(schedules(), st.floats(0.0, 1.0))
+def test_continuous_accessors_are_consistent(s, u):
+    t = u * (s.num_train_timesteps - 1)
+    a, sg = s.alpha(t), s.sigma(t)
+    # alpha^2 + sigma^2 = 1 up to float64 rounding of two square roots.
+    assert a * a + sg * sg == pytest.approx(1.0, abs=1e-12)
+    assert s.abar(t) == pytest.approx(a * a, rel=1e-12)
+    assert math.log(a / sg) == pytest.approx(s.lambda_(t), rel=1e-9, abs=1e-9)
+    assert s.sigma_k(t) == pytest.approx(sg / a, rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(schedules(), st.floats(0.0, 1.0))
+def test_inverses_round_trip(s, u):
+    T = s.num_train_timesteps
+    t = u * (T - 1)
+    # The inverse solves a linear equation on one segment: error ~ eps / slope of log sigma_k.
+    tol = 1e-6 * max(1.0, T / 100)
+    assert s.t_from_lambda(s.lambda_(t)) == pytest.approx(t, abs=tol)
+    assert s.t_from_sigma_k(s.sigma_k(t)) == pytest.approx(t, abs=tol)
+    if s.sigma(t) < 1 - 1e-9:  # sigma -> 1 loses the information needed to invert in float64
+        assert s.t_from_sigma(s.sigma(t)) == pytest.approx(t, abs=max(tol, 1e-4))
+
+
+@settings(max_examples=30, deadline=None)
+@given(schedules())
+def test_interpolation_is_exact_at_integer_timesteps(s):
+    ts = np.arange(s.num_train_timesteps, dtype=np.float64)
+    np.testing.assert_allclose(s.abar(ts), s.alphas_cumprod, rtol=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(schedules(), st.sampled_from(SPACINGS), st.data())
+def test_timesteps_strictly_decreasing_in_range(s, spacing, data):
+    T = s.num_train_timesteps
+    steps = data.draw(st.integers(1, T if spacing in DISCRETE_SPACINGS else 2 * T + 10))
+    ts = timesteps(s, steps, spacing)
+    assert ts.shape == (steps,)
+    assert np.all(ts >= 0) and np.all(ts <= T - 1)
+    assert np.all(np.diff(ts) < 0)
+    if spacing in DISCRETE_SPACINGS:
+        assert np.all(ts == np.round(ts))
+
+
+@settings(max_examples=40, deadline=None)
+@given(schedules(), st.integers(1, 64), st.integers(0, 2**31 - 1))
+def test_add_noise_keeps_unit_variance(s, batch, seed):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(batch, 4096, generator=g, dtype=torch.float64)
+    noise = torch.randn(batch, 4096, generator=g, dtype=torch.float64)
+    t = torch.rand(batch, generator=g, dtype=torch.float64) * (s.num_train_timesteps - 1)
+    xt = s.add_noise(x0, noise, t)
+    # Each row holds 4096 unit-variance values: its sample variance has std ~ sqrt(2/4096) = 0.022.
+    torch.testing.assert_close(xt.var(dim=1), torch.ones(batch, dtype=torch.float64), atol=0.12, rtol=0)
+
+
+def test_add_noise_is_the_forward_process():
+    s = Linear()
+    x0, noise = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    t = torch.tensor([0, 500, 999])
+    abar = torch.from_numpy(s.alphas_cumprod[[0, 500, 999]]).unsqueeze(1)
+    torch.testing.assert_close(s.add_noise(x0, noise, t), abar.sqrt() * x0 + (1 - abar).sqrt() * noise)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Linear(1000, 0.02, 0.01), "beta_start < beta_end"),
+        (lambda: Linear(1000, 0.01, 0.01), "beta_start < beta_end"),
+        (lambda: Linear(1000, 0.1, 1.0), "beta_end < 1"),
+        (lambda: Linear(1000, 0.0, 0.02), "0 < beta_start"),
+        (lambda: ScaledLinear(1, 1e-4, 0.02), "num_train_timesteps"),
+        (lambda: Linear(1.5, 1e-4, 0.02), "num_train_timesteps"),
+        (lambda: Cosine(1000, s=-0.1), "s must be"),
+        (lambda: Cosine(1000, max_beta=1.0), "max_beta"),
+    ],
+)
+def test_invalid_schedules_rejected(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_tables_reject_betas_outside_open_interval():
+    # Constructors validate their parameters; the table check guards any subclass's betas.
+    from dataclasses import dataclass
+
+    from diffkit.schedules import Schedule
+
+    @dataclass(frozen=True)
+    class Fixed(Schedule):
+        num_train_timesteps: int = 3
+        top: float = 1.0
+
+        def _make_betas(self):
+            return np.array([0.1, 0.2, self.top])
+
+    with pytest.raises(ValueError, match=r"every beta must lie in \(0, 1\)"):
+        Fixed(top=1.0).betas
+    with pytest.raises(ValueError, match=r"every beta must lie in \(0, 1\)"):
+        Fixed(top=0.0).betas
+    with pytest.raises(ValueError, match="abar underflows"):
+        Linear(4000, 0.4, 0.5).alphas_cumprod
+
+
+@pytest.mark.parametrize(
+    "steps, spacing, match",
+    [
+        (0, "linspace", "steps must be an integer >= 1"),
+        (-3, "karras", "steps must be an integer >= 1"),
+        (2.5, "karras", "steps must be an integer >= 1"),
+        (1001, "leading", "steps must be <= T"),
+        (1001, "linspace", "steps must be <= T"),
+        (10, "cosine", "unknown spacing 'cosine'; allowed: leading, trailing, linspace, karras, logsnr"),
+    ],
+)
+def test_invalid_timesteps_rejected(steps, spacing, match):
+    with pytest.raises(ValueError, match=match):
+        timesteps(Linear(), steps, spacing)
+
+
+def test_karras_never_duplicates_where_diffusers_does():
+    # diffusers rounds Karras sigmas of a cosine schedule to integer timesteps and repeats some;
+    # diffkit keeps fractional timesteps.
+    ts = timesteps(Cosine(), 100, "karras")
+    assert len(np.unique(ts)) == 100
+
+
+def test_schedules_are_immutable_values():
+    a, b = Linear(), Linear()
+    assert a == b and hash(a) == hash(b)
+    with pytest.raises(Exception):
+        a.beta_end = 0.03  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        a.betas[0] = 0.5
