@@ -249,3 +249,20 @@ def test_bad_timesteps_and_generators(gmm2d, linear):
 def test_conditioning_on_another_device_is_rejected(linear):
     with pytest.raises(ValueError, match=r"cond\['y'\] is on meta but x is on cpu"):
         diffkit.sample(lambda x, t, y: x, linear, "ddim", x=noise((2, 2)), cond={"y": torch.zeros(2, device="meta")})
+
+
+def test_steps_go_to_the_actual_next_timestep(gmm2d, linear):
+    # diffusers' DDIM with "linspace" steps to t - T/N instead of the next listed timestep;
+    # diffkit always uses the list. Irregular timesteps make the difference visible.
+    ts = [900.0, 500.0, 123.0, 7.0]
+    x = noise((8, 2), seed=14)
+    expected = x.clone()
+    for t, t_next in zip(ts, ts[1:] + [None]):
+        tt = torch.full((8,), t, dtype=torch.float64)
+        x0 = (expected - linear.sigma(t) * gmm2d(expected, tt)) / linear.alpha(t)
+        if t_next is None:
+            expected = x0
+        else:
+            eps = (expected - linear.alpha(t) * x0) / linear.sigma(t)
+            expected = linear.alpha(t_next) * x0 + linear.sigma(t_next) * eps
+    torch.testing.assert_close(sample_ddim(gmm2d, x, linear, ts), expected, rtol=1e-12, atol=1e-12)

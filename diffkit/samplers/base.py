@@ -115,7 +115,7 @@ class ModelCalls:
                 raise ValueError(f"{name}: cond[{key!r}] is on {value.device} but x is on {x.device}")
             if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] != x.shape[0]:
                 raise ValueError(f"{name}: cond[{key!r}] has batch {value.shape[0]}, x has batch {x.shape[0]}")
-        self._finite: list[torch.Tensor] = []
+        self._sums: list[torch.Tensor] = []
         self._where: list[tuple[int, float]] = []
 
     def __call__(self, x: torch.Tensor, t: float, step: int) -> torch.Tensor:
@@ -130,15 +130,17 @@ class ModelCalls:
             )
         if eps.device != self.device:
             raise ValueError(f"{self.name}: model output is on {eps.device}, x is on {self.device}")
-        self._finite.append(torch.isfinite(eps).all())
+        # One reduction per step, kept on the device: a NaN or inf anywhere makes the sum non-finite
+        # (accumulated in >= float32, so fp16 outputs cannot overflow it).
+        self._sums.append(eps.sum(dtype=torch.float64 if eps.dtype == torch.float64 else torch.float32))
         self._where.append((step, t))
         return eps
 
     def check_finite(self) -> None:
         """Raise, naming the first step and t, if any model output was non-finite (one sync, after the loop)."""
-        if not self._finite or self.device.type == "meta":  # meta tensors hold no values to check
+        if not self._sums or self.device.type == "meta":  # meta tensors hold no values to check
             return
-        ok = torch.stack(self._finite).cpu()
+        ok = torch.isfinite(torch.stack(self._sums)).cpu()
         if not bool(ok.all()):
             step, t = self._where[int((~ok).nonzero()[0])]
             raise ValueError(f"{self.name}: the model returned non-finite values (NaN/inf) at step {step}, t={t:.4g}")
