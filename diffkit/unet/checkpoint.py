@@ -1,0 +1,191 @@
+"""Safe weight files: safetensors by default, pickles only through ``torch.load(weights_only=True)``.
+
+Nothing here unpickles arbitrary classes. A ``.bin``/``.pt``/``.pth`` file is
+read with PyTorch's restricted unpickler, which only rebuilds tensors and plain
+containers; a file that asks for anything else (a class, ``os.system``, ...)
+is refused with ValueError before any of its code runs.
+
+Files diffkit writes are safetensors with the model's config as JSON in the
+header metadata (key ``"config"``), written atomically: a temp file in the
+same directory, fsync, then ``os.replace`` -- a crash never leaves a torn file
+under the final name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from diffkit.unet.config import UNetConfig
+from diffkit.unet.model import UNet
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+SAFETENSORS_SUFFIX = ".safetensors"
+CONFIG_KEY = "config"  # safetensors metadata key holding the config JSON
+_LISTED = 5  # how many offending keys an error message names
+
+
+def save_weights(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], config: dict | None = None) -> None:
+    """Atomically write ``state_dict`` (and ``config``, JSON in the metadata) to a ``.safetensors`` file."""
+    path = Path(path)
+    if path.suffix != SAFETENSORS_SUFFIX:
+        raise ValueError(f"save_weights writes safetensors only; the path must end in {SAFETENSORS_SUFFIX}, got {path}")
+    tensors = _plain_tensors(state_dict)
+    metadata = {"format": "pt"}
+    if config is not None:
+        if not isinstance(config, dict):
+            raise TypeError(
+                f"config must be a dict (e.g. dataclasses.asdict(unet.config)); got {type(config).__name__}"
+            )
+        metadata[CONFIG_KEY] = json.dumps(config, sort_keys=True)
+    write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def write_atomic(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` so that a crash leaves the old file or the new one under ``path``, never a torn one.
+
+    Temp file in the same directory (created if missing), fsync, ``os.replace``, then fsync the directory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """Read ``(state_dict, config)`` from a weight file; config is None when the file stores none.
+
+    ``.safetensors`` files are read directly (config from their metadata); ``.bin``, ``.pt`` and
+    ``.pth`` files go through ``torch.load(weights_only=True)`` and must hold a flat mapping of
+    names to tensors (they carry no config).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such weight file: {path}")
+    if path.suffix == SAFETENSORS_SUFFIX:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                state_dict = {key: f.get_tensor(key) for key in f.keys()}
+                metadata = f.metadata() or {}
+            config = json.loads(metadata[CONFIG_KEY]) if CONFIG_KEY in metadata else None
+        except (SafetensorError, json.JSONDecodeError) as err:
+            raise ValueError(f"could not read {path} as a safetensors weight file: {err}") from err
+        return state_dict, config
+    if path.suffix in PICKLE_SUFFIXES:
+        return _load_pickled_tensors(path), None
+    raise ValueError(f"unsupported weight file {path}; allowed suffixes: {[SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES]}")
+
+
+def save_unet(path: str | os.PathLike, unet: UNet) -> None:
+    """Save a UNet's weights and config so that ``load_unet(path)`` rebuilds it."""
+    save_weights(path, unet.state_dict(), dataclasses.asdict(unet.config))
+
+
+def load_unet(path: str | os.PathLike) -> UNet:
+    """Build the UNet described by the config stored in ``path``, load its weights strictly, return it in eval mode."""
+    state_dict, config = load_weights(path)
+    if config is None:
+        raise ValueError(
+            f"{path} stores no UNet config; build the UNet yourself and call load_state_dict_checked(unet, state_dict)"
+        )
+    unet = UNet.from_config(UNetConfig.from_dict(config))
+    load_state_dict_checked(unet, state_dict, source=str(path))
+    return unet.eval()
+
+
+def load_state_dict_checked(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict"
+) -> None:
+    """``module.load_state_dict(strict=True)`` with one ValueError naming missing/unexpected/misshapen keys."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    misshapen = [
+        f"{k}: {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = [
+        f"{len(keys)} {what} (e.g. {keys[:_LISTED]})"
+        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshapen))
+        if keys
+    ]
+    if problems:
+        raise ValueError(f"{source} does not match {type(module).__name__}: " + "; ".join(problems))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def _load_pickled_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refusing to load {path}: torch.load(weights_only=True) rejected it ({_rejection_reason(err)}); "
+            "only tensors/state dicts are allowed. It holds other objects or is corrupt: never unpickle it "
+            "unrestricted; convert trusted weights to safetensors instead"
+        ) from err
+    except (RuntimeError, EOFError, KeyError, OSError) as err:
+        raise ValueError(f"could not read {path} as a PyTorch tensor file: {err}") from err
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{path} holds a {type(loaded).__name__}; expected a flat mapping of names to tensors")
+    for key, value in loaded.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(f"{path} must map names to tensors; entry {key!r} is a {type(value).__name__}")
+    return dict(loaded)
+
+
+def _rejection_reason(err: Exception) -> str:
+    """The specific sentence of torch's weights-only error (e.g. "unsupported GLOBAL posix.system ..."),
+    without its generic advice to retry with ``weights_only=False`` or to allowlist globals."""
+    text = str(err).split("WeightsUnpickler error:", 1)[-1]
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    specific = [p for p in paragraphs if not p.startswith(("Weights only load failed", "Check the documentation"))]
+    return specific[-1].split(". ")[0].rstrip(".") if specific else type(err).__name__
+
+
+def _plain_tensors(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU copies with no two entries sharing storage (safetensors refuses aliases)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in state_dict.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise TypeError(f"state_dict must map str to torch.Tensor; entry {key!r} is a {type(value).__name__}")
+        tensor = value.detach().to("cpu").contiguous()
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr in seen and tensor.numel():
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        out[key] = tensor
+    return out
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
