@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from diffkit.kernels._backend import triton_on
 from diffkit.models import GaussianMixture
 from diffkit.schedules import Cosine, Linear
+
+# Import triton (if installed) under TRITON_INTERPRET=1 before any test module can import it
+# otherwise: its own jitted helpers run in the CPU interpreter only when imported that way.
+# The variable is restored on exit, so only the kernel tests (fixture ``kernels_run``) interpret.
+with triton_on("cpu"):
+    pass
 
 
 @pytest.fixture(scope="session")

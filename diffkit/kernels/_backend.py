@@ -14,7 +14,7 @@ function (so each kernel module builds its kernels lazily, once per mode, see
 library's own ``@triton.jit`` helpers (``tl.sum``, ``tl.sigmoid``, ``tl.randn``)
 only run under the interpreter if ``triton`` was imported with the variable
 set. :func:`use_triton` therefore refuses the interpreter when ``triton`` was
-imported without it, and :func:`cpu_interpreter` imports it the right way.
+imported without it, and :func:`triton_on` imports it the right way.
 """
 
 from __future__ import annotations
@@ -51,11 +51,18 @@ def _interpreter_ready() -> bool:
     return type(triton.language.standard.sigmoid).__name__ == "InterpretedFunction"
 
 
-def use_triton(*tensors: torch.Tensor) -> bool:
-    """Whether a Triton kernel can run on ``tensors`` (all on one device)."""
+def use_triton(*tensors: torch.Tensor | None) -> bool:
+    """Whether a Triton kernel can run on ``tensors`` (all on one device; None entries skipped).
+
+    Not when autograd wants a graph through them: the kernels are forward only,
+    so the references (which autograd follows) run instead.
+    """
+    present = [t for t in tensors if t is not None]
     if not triton_installed():
         return False
-    device = tensors[0].device
+    if torch.is_grad_enabled() and any(t.requires_grad for t in present):
+        return False
+    device = present[0].device
     if device.type == "cuda":
         return True
     return device.type == "cpu" and interpreting() and _interpreter_ready()
@@ -71,15 +78,28 @@ def lazy_kernels(build: Callable[[], K]) -> Callable[[], K]:
     return lambda: cached(interpreting())
 
 
-@contextlib.contextmanager
-def cpu_interpreter() -> Iterator[bool]:
-    """Run Triton kernels on CPU tensors through the interpreter while inside (tests).
+def in_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` in the memory layout of ``like`` (a copy only when the strides differ).
 
-    Imports ``triton`` under ``TRITON_INTERPRET=1`` if nothing imported it yet,
-    and restores the variable on exit. Yields whether the interpreter is usable:
-    False when ``triton`` was already imported without the variable, in which
-    case the launchers fall back to their references.
+    Elementwise kernels then walk every operand with one flat index, and custom
+    ops return exactly the layout their fake implementation promises.
     """
+    return t if t.stride() == like.stride() else torch.empty_like(like, dtype=t.dtype).copy_(t)
+
+
+@contextlib.contextmanager
+def triton_on(device: torch.device | str) -> Iterator[bool]:
+    """Let the kernels run on ``device`` while inside (tests); yields whether they will.
+
+    On CUDA this changes nothing. On the CPU it sets ``TRITON_INTERPRET=1``,
+    imports ``triton`` under it if nothing imported it yet, and restores the
+    variable on exit; it yields False when ``triton`` was already imported
+    without the variable (the launchers then fall back to their references).
+    """
+    device = torch.device(device)
+    if device.type != "cpu":
+        yield triton_installed() and device.type == "cuda"
+        return
     before = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     try:

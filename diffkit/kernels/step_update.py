@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffkit.kernels._backend import interpreting, lazy_kernels, use_triton
+from diffkit.kernels._backend import in_layout, interpreting, lazy_kernels, use_triton
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,19 @@ def step_update_ref(
     base: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The definition, in eager PyTorch, computed in ``x``'s dtype (the sampler state)."""
+    # Each output is one fresh tensor updated in place, with the scaled terms folded into
+    # add(..., alpha=c): on CPU this moves about a third of the memory of one temporary per
+    # product and sum (benchmarks/bench_overhead.py). Inputs are never written.
     eps = eps.to(x.dtype)
     if eps_uncond is not None:
         eps_u = eps_uncond.to(x.dtype)
-        eps = eps_u + guidance * (eps - eps_u)
-    x0 = (x - coeffs.sigma * eps) / coeffs.alpha
-    x_next = coeffs.cx * (x if base is None else base) + coeffs.c0 * x0
+        eps = torch.sub(eps, eps_u).mul_(guidance).add_(eps_u)  # eps_u + w (eps - eps_u)
+    x0 = torch.sub(x, eps, alpha=coeffs.sigma).div_(coeffs.alpha)  # (x - sigma eps) / alpha
+    x_next = torch.mul(x if base is None else base, coeffs.cx).add_(x0, alpha=coeffs.c0)
     if prev is not None and coeffs.c1 != 0.0:
-        x_next = x_next + coeffs.c1 * prev
+        x_next.add_(prev, alpha=coeffs.c1)
     if noise is not None and coeffs.cn != 0.0:
-        x_next = x_next + coeffs.cn * noise.to(x.dtype)
+        x_next.add_(noise.to(x.dtype), alpha=coeffs.cn)
     return x_next, x0
 
 
@@ -183,19 +186,15 @@ def _kernel():
     return triton.autotune(configs[:1] if interpreting() else configs, key=["n_elements"])(step_update_kernel)
 
 
-def _dense_like(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``t`` in the memory layout of ``out`` (a copy only when the strides differ), so one flat index walks both."""
-    return t if t.stride() == out.stride() else torch.empty_like(out, dtype=t.dtype).copy_(t)
-
-
-def _launch(x, eps, eps_uncond, base, prev, noise, alpha, sigma, cx, c0, c1, cn, guidance, noise_seed, noise_step):
+def _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step):
     x_next = torch.empty_like(x)
     x0 = torch.empty_like(x)
     n = x.numel()
     if n == 0:
         return x_next, x0
-    x_, eps_ = _dense_like(x, x_next), _dense_like(eps, x_next)
-    present = lambda t: x_ if t is None else _dense_like(t, x_next)  # noqa: E731  (x_ stands in, never read)
+    x_, eps_ = in_layout(x, x_next), in_layout(eps, x_next)
+    present = lambda t: x_ if t is None else in_layout(t, x_next)  # noqa: E731  (x_ stands in, never read)
+    alpha, sigma, cx, c0, c1, cn = (coeffs.alpha, coeffs.sigma, coeffs.cx, coeffs.c0, coeffs.c1, coeffs.cn)
     # Coefficients combined in float64 here, rounded to float32 once at launch.
     coef_x = c0 / alpha + (cx if base is None else 0.0)
     _kernel()[lambda meta: (-(-n // meta["BLOCK"]),)](
@@ -209,6 +208,15 @@ def _launch(x, eps, eps_uncond, base, prev, noise, alpha, sigma, cx, c0, c1, cn,
         GEN_NOISE=noise_seed is not None and cn != 0.0,
     )
     return x_next, x0
+
+
+def _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step):
+    """The kernel where it can run, else the reference (drawing the seeded stream itself)."""
+    if x.dtype == torch.float32 and use_triton(x, eps, prev, noise, eps_uncond, base):
+        return _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step)
+    if noise_seed is not None and coeffs.cn != 0.0:
+        noise = philox_normal_ref(noise_seed, noise_step, x.shape, x.device)
+    return step_update_ref(x, eps, coeffs, prev, noise, eps_uncond, guidance, base)
 
 
 @torch.library.custom_op("diffkit::step_update", mutates_args=())
@@ -229,16 +237,11 @@ def _step_update_op(
     noise_seed: int | None,
     noise_step: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The update as one opaque op for ``torch.compile``: the kernel where it can run, else the reference."""
-    if x.dtype == torch.float32 and use_triton(x):
-        return _launch(x, eps, eps_uncond, base, prev, noise, alpha, sigma, cx, c0, c1, cn, guidance, noise_seed, noise_step)
-    if noise_seed is not None and cn != 0.0:
-        noise = philox_normal_ref(noise_seed, noise_step, x.shape, x.device)
+    """:func:`step_update` as one opaque op for ``torch.compile`` (the coefficients unpacked into floats)."""
     coeffs = StepCoefficients(alpha, sigma, cx, c0, c1, cn)
-    x_next, x0 = step_update_ref(x, eps, coeffs, prev, noise, eps_uncond, guidance, base)
-    # The fake below promises empty_like(x)'s layout; eager ops may pick another.
-    layout = torch.empty_like(x)
-    return _dense_like(x_next, layout), _dense_like(x0, layout)
+    x_next, x0 = _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step)
+    like = torch.empty_like(x)  # the layout the fake promises; the reference's eager ops may pick another
+    return in_layout(x_next, like), in_layout(x0, like)
 
 
 @_step_update_op.register_fake
@@ -262,8 +265,10 @@ def step_update(
     """One sampler update; see :func:`step_update_ref` for the positional arguments.
 
     Runs the fused kernel for a float32 state on a CUDA device (or under the
-    Triton interpreter), else the reference; always through the custom op
-    ``torch.ops.diffkit.step_update``, so ``torch.compile`` sees one opaque op.
+    Triton interpreter), else the reference. Under ``torch.compile`` it is the
+    custom op ``torch.ops.diffkit.step_update``, one opaque node; its float
+    arguments are specialised, so coefficients that change every step recompile
+    a graph that contains the update (compile the model, not the sampler loop).
 
     ``noise_seed`` (opt-in) draws the noise inside the kernel from the
     counter-based stream :func:`philox_normal_ref` at ``(noise_seed, noise_step)``
@@ -273,11 +278,14 @@ def step_update(
     same stream). Give a distinct ``noise_step`` per step.
     """
     _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_step)
-    return torch.ops.diffkit.step_update(
-        x, eps, eps_uncond, base, prev, noise,
-        coeffs.alpha, coeffs.sigma, coeffs.cx, coeffs.c0, coeffs.c1, coeffs.cn, guidance,
-        noise_seed, noise_step,
-    )
+    if torch.compiler.is_compiling():
+        return torch.ops.diffkit.step_update(
+            x, eps, eps_uncond, base, prev, noise,
+            coeffs.alpha, coeffs.sigma, coeffs.cx, coeffs.c0, coeffs.c1, coeffs.cn, guidance,
+            noise_seed, noise_step,
+        )
+    # Eager calls skip the op's dispatcher: it costs tens of microseconds per call, a kernel's worth.
+    return _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step)
 
 
 def _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_step) -> None:

@@ -1,0 +1,179 @@
+"""What holds for every kernel whatever the machine: imports without Triton, fallbacks, torch.compile.
+
+Also home of ``kernels_run``, the fixture that the kernel test modules import.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffkit.kernels import StepCoefficients, attention, step_update, step_update_ref
+from diffkit.kernels._backend import interpreting, triton_installed, triton_on, use_triton
+from diffkit.kernels.groupnorm_silu import groupnorm_silu
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# Import triton now, at collection, before anything else can: on the CPU its own jitted
+# helpers (tl.sum, tl.randn) run under the interpreter only if it was imported under it.
+with triton_on(DEVICE):
+    pass
+
+
+@pytest.fixture(scope="module")
+def kernels_run():
+    """For the kernel test modules: kernels run on CUDA when there is one, else through Triton's CPU interpreter."""
+    if not triton_installed():
+        pytest.skip("triton is not installed")
+    with triton_on(DEVICE) as ready:
+        if not ready:  # conftest imports triton the right way first, so this is a real failure
+            pytest.fail("triton was imported before TRITON_INTERPRET=1 was set; the kernels cannot be checked")
+        yield
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+        cwd=Path(__file__).resolve().parents[1],  # the repository root: `import diffkit` without an install
+    )
+
+
+def test_import_is_lazy_and_a_late_interpreter_falls_back():
+    done = run_python("""
+        import os, sys
+        import torch
+        import diffkit.kernels
+        import diffkit.kernels.groupnorm_silu
+        from diffkit.kernels import StepCoefficients, step_update, step_update_ref
+        from diffkit.kernels._backend import use_triton
+        assert "triton" not in sys.modules, "importing diffkit.kernels imported triton"
+        import triton  # without TRITON_INTERPRET: tl.sum & co. cannot be interpreted any more
+        os.environ["TRITON_INTERPRET"] = "1"
+        x = torch.randn(3, 4)
+        assert not use_triton(x)
+        c = StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5)
+        for got, want in zip(step_update(x, x, c), step_update_ref(x, x, c)):
+            assert torch.equal(got, want)
+    """)
+    assert done.returncode == 0, done.stderr
+
+
+def test_without_triton_every_launcher_falls_back_to_its_reference():
+    # sys.modules["triton"] = None makes `import triton` fail as if it were not installed;
+    # TRITON_INTERPRET=1 asks for the kernels, which must then fall back, not crash.
+    done = run_python("""
+        import sys
+        sys.modules["triton"] = None
+        import torch
+        from diffkit.kernels import StepCoefficients, attention, attention_ref, step_update, step_update_ref
+        from diffkit.kernels._backend import use_triton
+        from diffkit.kernels.groupnorm_silu import groupnorm_silu, groupnorm_silu_ref
+        x = torch.randn(2, 4, 3, 3)
+        assert not use_triton(x)
+        c = StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5, c1=0.1)
+        for got, want in zip(step_update(x, x, c, x), step_update_ref(x, x, c, x)):
+            assert torch.equal(got, want)
+        q = torch.randn(1, 2, 5, 32)
+        assert torch.equal(attention(q, q, q, backend="triton"), attention_ref(q, q, q))
+        assert torch.equal(groupnorm_silu(x, 2, backend="triton"), groupnorm_silu_ref(x, 2))
+    """, TRITON_INTERPRET="1")
+    assert done.returncode == 0, done.stderr
+
+
+def test_kernels_compile_for_a_gpu_without_one():
+    # Compiling to sm_90 machine code checks what the interpreter does not (the typing of
+    # loop-carried values, tl.dot's shape rules, shared memory per config). A fresh process:
+    # this one imported triton for the interpreter.
+    if not triton_installed():
+        pytest.skip("triton is not installed")
+    done = run_python("""
+        import sys
+        import triton
+        import triton.language as tl
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+
+        import diffkit.kernels
+        step = sys.modules["diffkit.kernels.step_update"]._kernel().fn
+        attention = sys.modules["diffkit.kernels.attention"]._kernel().fn
+        stats, apply = sys.modules["diffkit.kernels.groupnorm_silu"]._kernels()
+
+        def build(fn, types, constants, **options):
+            signature = {name: types.get(name, "i32") for name in fn.arg_names}
+            signature.update({name: "constexpr" for name in constants})
+            kernel = triton.compile(ASTSource(fn, signature, constants), target=GPUTarget("cuda", 90, 32),
+                                    options=options)
+            print(fn.__name__, "shared memory", kernel.metadata.shared)
+
+        f32 = lambda *names: {name: "fp32" for name in names}
+        flags = ("HAS_UNCOND", "HAS_BASE", "HAS_PREV", "HAS_NOISE", "GEN_NOISE")
+        for on in ({"HAS_NOISE"}, {"HAS_UNCOND", "HAS_BASE", "HAS_PREV", "GEN_NOISE"}):
+            build(step, {"x_ptr": "*fp32", "eps_ptr": "*fp16", "uncond_ptr": "*fp16", "base_ptr": "*fp32",
+                         "prev_ptr": "*fp32", "noise_ptr": "*bf16", "x_next_ptr": "*fp32", "x0_ptr": "*fp32",
+                         "seed": "i64", **f32("guidance", "inv_alpha", "sigma_over_alpha", "coef_x", "coef_eps",
+                                               "cx", "c1", "cn")},
+                  {**{flag: flag in on for flag in flags}, "BLOCK": 1024}, num_warps=4)
+        for dtype, dot, head_dim in (("fp16", tl.float16, 64), ("bf16", tl.bfloat16, 256)):
+            build(attention, {"q_ptr": f"*{dtype}", "k_ptr": f"*{dtype}", "v_ptr": f"*{dtype}", "o_ptr": f"*{dtype}",
+                              "qk_scale": "fp32"},
+                  {"HEAD_DIM": head_dim, "DOT_DTYPE": dot, "DOT_PRECISION": "tf32", "BLOCK_M": 64, "BLOCK_N": 32},
+                  num_warps=4, num_stages=2)
+        build(stats, {"x_ptr": "*bf16", "part_ptr": "*fp32"}, {"BLOCK": 1024}, num_warps=4)
+        build(apply, {"x_ptr": "*bf16", "w_ptr": "*fp32", "b_ptr": "*fp32", "part_ptr": "*fp32", "y_ptr": "*bf16",
+                      "eps": "fp32"},
+              {"HAS_WEIGHT": True, "HAS_BIAS": True, "SPLIT_POW2": 16, "BLOCK": 1024}, num_warps=4)
+    """, TRITON_INTERPRET="0")
+    assert done.returncode == 0, done.stderr
+
+
+def test_cpu_tensors_use_the_reference_unless_interpreting():
+    if interpreting():
+        pytest.skip("TRITON_INTERPRET=1 is set for the whole session")
+    assert not use_triton(torch.zeros(1))
+
+
+def test_custom_ops_compile_without_graph_breaks():
+    def update(x, eps, q):
+        x_next, x0 = step_update(x, eps, StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5))
+        h = groupnorm_silu(x_next, 2, backend="triton")
+        return h + x0, attention(q, q, q, backend="triton")
+
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    x, eps, q = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3), torch.randn(1, 2, 5, 32)
+    torch.compile(update, fullgraph=True, backend=capture)(x, eps, q)
+    (graph,) = graphs
+    for op in ("step_update", "groupnorm_silu", "fused_attention"):
+        assert f"torch.ops.diffkit.{op}" in graph.code, f"{op} is not one opaque node"
+    # aot_eager runs the fake implementations and functionalisation as inductor does, in a
+    # fraction of the time (inductor's C++ build takes seconds per graph on 2 cores).
+    compiled = torch.compile(update, fullgraph=True, backend="aot_eager")
+    for got, want in zip(compiled(x, eps, q), update(x, eps, q)):
+        torch.testing.assert_close(got, want)
+
+
+def test_custom_op_fakes_match_the_real_outputs():
+    x = torch.randn(2, 4, 3, 3).contiguous(memory_format=torch.channels_last)
+    eps = torch.randn(2, 4, 3, 3)
+    args = (x, eps, None, None, None, None, 0.6, 0.8, 0.5, 0.5, 0.0, 0.0, 1.0, None, 0)
+    torch.library.opcheck(torch.ops.diffkit.step_update.default, args)
+    torch.library.opcheck(torch.ops.diffkit.groupnorm_silu.default, (x, 2, None, None, 1e-5))
+    q = torch.randn(1, 5, 2, 32).transpose(1, 2)
+    torch.library.opcheck(torch.ops.diffkit.fused_attention.default, (q, q, q))
+
+
+def test_reference_update_matches_its_docstring_equivalence():
+    # cx = 0, c0 = 1 is the final step x_next = x0 (samplers.base.final_step).
+    x, eps = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    x_next, x0 = step_update_ref(x, eps, StepCoefficients(alpha=0.3, sigma=0.9, cx=0.0, c0=1.0))
+    torch.testing.assert_close(x_next, x0, rtol=0, atol=0)
