@@ -177,3 +177,20 @@ def test_reference_update_matches_its_docstring_equivalence():
     x, eps = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
     x_next, x0 = step_update_ref(x, eps, StepCoefficients(alpha=0.3, sigma=0.9, cx=0.0, c0=1.0))
     torch.testing.assert_close(x_next, x0, rtol=0, atol=0)
+
+
+def test_switches_for_benchmarks(kernels_run):
+    from diffkit.kernels import fused_attention, reference_kernels
+    from diffkit.kernels.attention import fused_attention_enabled
+
+    x = torch.randn(5)
+    assert use_triton(x)
+    with reference_kernels():
+        assert not use_triton(x)
+    assert use_triton(x)
+    assert not fused_attention_enabled()
+    with fused_attention():
+        assert fused_attention_enabled()
+        with fused_attention(False):
+            assert not fused_attention_enabled()
+    assert not fused_attention_enabled()

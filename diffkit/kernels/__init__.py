@@ -9,7 +9,8 @@ on the first launch, never by ``import diffkit``.
     groupnorm_silu   GroupNorm + SiLU in two passes; eager by default, the kernel on request
 """
 
-from diffkit.kernels.attention import attention, attention_ref
+from diffkit.kernels._backend import reference_kernels
+from diffkit.kernels.attention import attention, attention_ref, fused_attention
 from diffkit.kernels.groupnorm_silu import groupnorm_silu, groupnorm_silu_ref
 from diffkit.kernels.step_update import StepCoefficients, philox_normal_ref, step_update, step_update_ref
 
@@ -17,9 +18,11 @@ __all__ = [
     "StepCoefficients",
     "attention",
     "attention_ref",
+    "fused_attention",
     "groupnorm_silu",
     "groupnorm_silu_ref",
     "philox_normal_ref",
+    "reference_kernels",
     "step_update",
     "step_update_ref",
 ]

@@ -20,6 +20,7 @@ imported without it, and :func:`triton_on` imports it the right way.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib.util
 import os
@@ -30,6 +31,18 @@ from typing import TypeVar
 import torch
 
 K = TypeVar("K")
+
+_REFERENCE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("diffkit_reference_only", default=False)
+
+
+@contextlib.contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Run every launcher's plain-PyTorch reference while inside (benchmarks: eager vs fused)."""
+    token = _REFERENCE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCE_ONLY.reset(token)
 
 
 @functools.cache
@@ -58,7 +71,7 @@ def use_triton(*tensors: torch.Tensor | None) -> bool:
     so the references (which autograd follows) run instead.
     """
     present = [t for t in tensors if t is not None]
-    if not triton_installed():
+    if _REFERENCE_ONLY.get() or not triton_installed():
         return False
     if torch.is_grad_enabled() and any(t.requires_grad for t in present):
         return False

@@ -27,7 +27,10 @@ shows the kernel at least as fast as SDPA; none has been run yet.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +45,23 @@ BACKENDS = ("auto", "sdpa", "triton", "reference")
 _FUSED_ATTENTION_MEASURED_FASTER = False
 
 
+_FUSED_OVERRIDE: contextvars.ContextVar[bool | None] = contextvars.ContextVar("diffkit_fused_attention", default=None)
+
+
 def fused_attention_enabled() -> bool:
     """Whether ``backend="auto"`` uses the fused kernel (on CUDA); False until a GPU benchmark says otherwise."""
-    return _FUSED_ATTENTION_MEASURED_FASTER
+    override = _FUSED_OVERRIDE.get()
+    return _FUSED_ATTENTION_MEASURED_FASTER if override is None else override
+
+
+@contextlib.contextmanager
+def fused_attention(enabled: bool = True) -> Iterator[None]:
+    """Make ``backend="auto"`` use (or avoid) the fused kernel while inside, e.g. in the U-Net (benchmarks)."""
+    token = _FUSED_OVERRIDE.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FUSED_OVERRIDE.reset(token)
 
 
 def attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,8 @@ class ModelCalls:
         """Raise, naming the first step and t, if any model output was non-finite (one sync, after the loop)."""
         if not self._sums or self.device.type == "meta":  # meta tensors hold no values to check
             return
+        if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return  # inside CUDA-graph capture nothing may reach the host; check the replayed output instead
         ok = torch.isfinite(torch.stack(self._sums)).cpu()
         if not bool(ok.all()):
             step, t = self._where[int((~ok).nonzero()[0])]
