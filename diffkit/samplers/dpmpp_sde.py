@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from diffkit.kernels.step_update import StepCoefficients, step_update
 from diffkit.samplers.base import ModelCalls, ancestral_split, check_eta, final_step, make_timetable, state_dtype
 from diffkit.samplers.brownian import brownian_for
@@ -36,6 +38,10 @@ def sample_dpmpp_sde(
     if noise_sampler is None and eta > 0:
         noise_sampler = brownian_for(x, schedule, generator)
     fac = 0.5 / r
+    # Midpoints lambda_s = lambda_t + r h of every step, looked up in one batch before the loop.
+    lam_mid = np.array([tab.lam[i] + r * (tab.lam[i + 1] - tab.lam[i]) for i in range(len(tab) - 1)])
+    t_mid = schedule.t_from_lambda(lam_mid)
+    a_mid, s_mid, t_mid = schedule.alpha(t_mid).tolist(), schedule.sigma(t_mid).tolist(), t_mid.tolist()
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]
         eps = model(x, t, i)
@@ -43,10 +49,8 @@ def sample_dpmpp_sde(
         if i + 1 == len(tab):
             x, x0 = step_update(x, eps, final_step(at, st))
         else:
-            lam_t, lam_n = tab.lam[i], tab.lam[i + 1]
-            lam_s = lam_t + r * (lam_n - lam_t)
-            t_s = float(schedule.t_from_lambda(lam_s))
-            a_s, s_s, an = float(schedule.alpha(t_s)), float(schedule.sigma(t_s)), tab.alpha[i + 1]
+            lam_t, lam_n, lam_s = tab.lam[i], tab.lam[i + 1], lam_mid[i]
+            t_s, a_s, s_s, an = t_mid[i], a_mid[i], s_mid[i], tab.alpha[i + 1]
             sk_t = math.exp(-lam_t)
             down, up = ancestral_split(sk_t, math.exp(-lam_s), eta)
             noise = noise_sampler(lam_t, lam_s) if up > 0 else None
