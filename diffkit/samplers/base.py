@@ -161,6 +161,15 @@ class ModelCalls:
             raise ValueError(f"{self.name}: the model returned non-finite values (NaN/inf) at step {step}, t={t:.4g}")
 
 
+def prepare(
+    name: str, eps_model: EpsModel, x: torch.Tensor, schedule: Schedule, timesteps, cond: Mapping[str, Any] | None
+) -> tuple[Timetable, ModelCalls, torch.Tensor]:
+    """The opening of every sampler: validated timetable, checked model calls, and the state x_T."""
+    tab = make_timetable(schedule, timesteps)
+    model = ModelCalls(name, eps_model, x, cond)
+    return tab, model, x.to(state_dtype(x))
+
+
 def ancestral_split(sigma_from: float, sigma_to: float, eta: float) -> tuple[float, float]:
     """(sigma_down, sigma_up) of an ancestral step in k-diffusion's sigma_k (``get_ancestral_step``).
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import ModelCalls, check_eta, final_step, make_timetable, randn, state_dtype
+from diffkit.samplers.base import check_eta, final_step, prepare, randn
 
 
 def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None, eta: float = 0.0):
@@ -26,9 +24,7 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
     model output's dtype at every step when eta > 0, the final one included.
     """
     eta = check_eta("ddim", eta)
-    tab = make_timetable(schedule, timesteps)
-    model = ModelCalls("ddim", eps_model, x, cond)
-    x = x.to(state_dtype(x))
+    tab, model, x = prepare("ddim", eps_model, x, schedule, timesteps, cond)
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]
         eps = model(x, t, i)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import ModelCalls, final_step, make_timetable, randn, state_dtype
+from diffkit.samplers.base import final_step, prepare, randn
 
 VARIANCES = ("fixed_small", "fixed_large")
 
@@ -29,9 +27,7 @@ def sample_ddpm(
     """
     if variance not in VARIANCES:
         raise ValueError(f"ddpm: unknown variance {variance!r}; allowed: {', '.join(VARIANCES)}")
-    tab = make_timetable(schedule, timesteps)
-    model = ModelCalls("ddpm", eps_model, x, cond)
-    x = x.to(state_dtype(x))
+    tab, model, x = prepare("ddpm", eps_model, x, schedule, timesteps, cond)
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]
         eps = model(x, t, i)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import ModelCalls, final_step, make_timetable, state_dtype
+from diffkit.samplers.base import final_step, prepare
 
 
 def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None):
@@ -22,9 +22,7 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
     (dpmsolver++, solver_order=2, final_sigmas_type="zero"). ``generator`` is
     accepted for the common signature and unused.
     """
-    tab = make_timetable(schedule, timesteps)
-    model = ModelCalls("dpmpp_2m", eps_model, x, cond)
-    x = x.to(state_dtype(x))
+    tab, model, x = prepare("dpmpp_2m", eps_model, x, schedule, timesteps, cond)
     prev, h_prev = None, None
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]

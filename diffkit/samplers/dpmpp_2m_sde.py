@@ -7,7 +7,7 @@ import math
 import torch
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import ModelCalls, check_eta, final_step, make_timetable, randn, state_dtype
+from diffkit.samplers.base import check_eta, final_step, prepare, randn
 
 
 def sample_dpmpp_2m_sde(
@@ -28,9 +28,7 @@ def sample_dpmpp_2m_sde(
     ``noise_sampler(lambda_t, lambda_n)``, e.g. a :class:`BrownianNoise`.
     """
     eta = check_eta("dpmpp_2m_sde", eta)
-    tab = make_timetable(schedule, timesteps)
-    model = ModelCalls("dpmpp_2m_sde", eps_model, x, cond)
-    x = x.to(state_dtype(x))
+    tab, model, x = prepare("dpmpp_2m_sde", eps_model, x, schedule, timesteps, cond)
     prev, h_prev = None, None
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import ModelCalls, ancestral_split, check_eta, final_step, make_timetable, state_dtype
+from diffkit.samplers.base import ancestral_split, check_eta, final_step, prepare
 from diffkit.samplers.brownian import brownian_for
 
 
@@ -32,9 +32,7 @@ def sample_dpmpp_sde(
     eta = check_eta("dpmpp_sde", eta)
     if not 0.0 < r < 1.0:
         raise ValueError(f"dpmpp_sde: r must lie in (0, 1), got {r!r}")
-    tab = make_timetable(schedule, timesteps)
-    model = ModelCalls("dpmpp_sde", eps_model, x, cond)
-    x = x.to(state_dtype(x))
+    tab, model, x = prepare("dpmpp_sde", eps_model, x, schedule, timesteps, cond)
     if noise_sampler is None and eta > 0:
         noise_sampler = brownian_for(x, schedule, generator)
     fac = 0.5 / r
