@@ -193,8 +193,8 @@ How to read:
   (they dominate `rms` and put kinks in its curve). `rms_path` (discrete spacings only): error vs the exact ODE
   stopped at the spacing's last visited timestep, i.e. without the final jump t_last -> 0 every solver shares.
 - `order`: minus the least-squares slope of log error vs log NFE over the stated NFE range. With
-  leading/linspace/trailing spacing t_last ~ T/steps, so the final jump shrinks only like 1/N and every solver
-  looks first order in `rms`; karras refines the whole path.
+  leading/linspace/trailing spacing t_last ~ T/steps, so the final jump's error ~ sigma_k(t_last)^2 tends to
+  1/N and caps every solver near first order (dpmpp_2m measures 1.3-1.4 here, not 2); karras refines the whole path.
 - `sw2`: sliced Wasserstein-2 to N exact data samples along fixed projections; `mode_tv`: total variation between
   sampled and true mode weights. Compare both with the `floor` rows (the same statistic for independent exact
   data sets of the same N, mean and std of 8 draws); `exact_ode` is the exact ODE's own distance to the data.
