@@ -1,0 +1,84 @@
+"""Trained eps-models on disk: a U-Net's weights plus the schedule it was trained with.
+
+A pretrained file is safetensors (never pickle) whose header metadata holds
+``config`` (the UNetConfig as JSON, as :mod:`diffkit.unet.checkpoint` writes
+it, so ``diffkit.unet.load_unet`` reads these files too) and ``schedule`` (the
+noise schedule as JSON, so sampling uses the schedule the model was trained
+on). Training checkpoints (:mod:`diffkit.train`) are accepted as well: their
+EMA weights are used.
+
+``DIGITS_WEIGHTS`` is the embedded class-conditional digits model (see
+``scripts/train_digits.sh`` for the one command that reproduces it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from torch import nn
+
+from diffkit.schedules import Cosine, Linear, Schedule, ScaledLinear
+from diffkit.tensorfile import read_tensors, safetensors_bytes, save_tensors, write_atomic
+
+__all__ = [
+    "DIGITS_WEIGHTS", "load_pretrained", "read_tensors", "safetensors_bytes", "save_pretrained", "save_tensors",
+    "schedule_from_dict", "schedule_to_dict", "write_atomic",
+]  # fmt: skip
+
+DIGITS_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits.safetensors"
+CONFIG_KEY = "config"  # metadata key of the UNetConfig JSON (the same key diffkit.unet.checkpoint uses)
+SCHEDULE_KEY = "schedule"  # metadata key of the schedule JSON
+KIND_KEY = "kind"  # metadata key: "weights" or "train_checkpoint"
+EMA_PREFIX = "ema."  # prefix of the EMA weights inside a training checkpoint
+SCHEDULES: dict[str, type[Schedule]] = {cls.__name__: cls for cls in (Linear, Cosine, ScaledLinear)}
+
+
+def schedule_to_dict(schedule: Schedule) -> dict:
+    """``{"name": "Linear", "num_train_timesteps": 1000, ...}``: JSON-serialisable and exact."""
+    name = type(schedule).__name__
+    if name not in SCHEDULES or not dataclasses.is_dataclass(schedule):
+        raise ValueError(f"cannot store schedule {schedule!r}; allowed: {sorted(SCHEDULES)}")
+    return {"name": name, **dataclasses.asdict(schedule)}
+
+
+def schedule_from_dict(data: dict) -> Schedule:
+    """Inverse of :func:`schedule_to_dict`."""
+    data = dict(data)
+    name = data.pop("name", None)
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; allowed: {sorted(SCHEDULES)}")
+    return SCHEDULES[name](**data)
+
+
+def save_pretrained(path: str | os.PathLike, model: nn.Module, schedule: Schedule) -> None:
+    """Save a UNet's weights with its config and its training schedule (atomically)."""
+    metadata = {
+        KIND_KEY: "weights",
+        CONFIG_KEY: json.dumps(dataclasses.asdict(model.config), sort_keys=True),
+        SCHEDULE_KEY: json.dumps(schedule_to_dict(schedule), sort_keys=True),
+    }
+    save_tensors(path, model.state_dict(), metadata)
+
+
+def load_pretrained(path: str | os.PathLike | None = None) -> tuple[nn.Module, Schedule]:
+    """``(unet in eval mode, schedule)`` from a pretrained file or training checkpoint; default: the digits model."""
+    from diffkit.unet import UNet, UNetConfig, load_state_dict_checked
+
+    path = DIGITS_WEIGHTS if path is None else Path(path)
+    tensors, metadata = read_tensors(path)
+    if metadata.get(KIND_KEY) == "train_checkpoint":
+        tensors = {k[len(EMA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
+    for key in (CONFIG_KEY, SCHEDULE_KEY):
+        if key not in metadata:
+            raise ValueError(f"{path} stores no {key!r} metadata; save it with diffkit.pretrained.save_pretrained")
+    try:
+        config = UNetConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+        schedule = schedule_from_dict(json.loads(metadata[SCHEDULE_KEY]))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise ValueError(f"{path} has malformed metadata: {err}") from err
+    model = UNet.from_config(config)
+    load_state_dict_checked(model, tensors, source=str(path))
+    return model.eval(), schedule
