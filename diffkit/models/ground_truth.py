@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 
 from diffkit.conversions import x0_from_eps
 from diffkit.schedules.base import Schedule
@@ -32,6 +31,8 @@ def solve_probability_flow(
     atol: float = 1e-10,
 ) -> torch.Tensor:
     """x at ``t_end`` on the probability-flow ODE through ``x_start`` at ``t_start`` (default T-1), float64."""
+    from scipy.integrate import solve_ivp  # imported on use: it is a second of start-up for every CLI call
+
     T = schedule.num_train_timesteps
     t_start = float(T - 1) if t_start is None else float(t_start)
     if not 0 <= t_end < t_start <= T - 1:

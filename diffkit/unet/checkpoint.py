@@ -17,15 +17,14 @@ import dataclasses
 import json
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as safetensors_bytes
 from torch import nn
+
+from diffkit.tensorfile import read_tensors, save_tensors
 
 from diffkit.unet.config import UNetConfig
 from diffkit.unet.model import UNet
@@ -42,34 +41,14 @@ def save_weights(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor]
     if path.suffix != SAFETENSORS_SUFFIX:
         raise ValueError(f"save_weights writes safetensors only; the path must end in {SAFETENSORS_SUFFIX}, got {path}")
     tensors = _plain_tensors(state_dict)
-    metadata = {"format": "pt"}
+    metadata = {}
     if config is not None:
         if not isinstance(config, dict):
             raise TypeError(
                 f"config must be a dict (e.g. dataclasses.asdict(unet.config)); got {type(config).__name__}"
             )
         metadata[CONFIG_KEY] = json.dumps(config, sort_keys=True)
-    write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
-
-
-def write_atomic(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` so that a crash leaves the old file or the new one under ``path``, never a torn one.
-
-    Temp file in the same directory (created if missing), fsync, ``os.replace``, then fsync the directory.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    save_tensors(path, tensors, metadata)
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
@@ -83,13 +62,11 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     if not path.is_file():
         raise FileNotFoundError(f"no such weight file: {path}")
     if path.suffix == SAFETENSORS_SUFFIX:
+        state_dict, metadata = read_tensors(path)
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                state_dict = {key: f.get_tensor(key) for key in f.keys()}
-                metadata = f.metadata() or {}
             config = json.loads(metadata[CONFIG_KEY]) if CONFIG_KEY in metadata else None
-        except (SafetensorError, json.JSONDecodeError) as err:
-            raise ValueError(f"could not read {path} as a safetensors weight file: {err}") from err
+        except json.JSONDecodeError as err:
+            raise ValueError(f"could not read {path} as a safetensors weight file: bad config JSON ({err})") from err
         return state_dict, config
     if path.suffix in PICKLE_SUFFIXES:
         return _load_pickled_tensors(path), None
@@ -177,15 +154,3 @@ def _plain_tensors(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         seen.add(tensor.untyped_storage().data_ptr())
         out[key] = tensor
     return out
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist the rename itself (POSIX); a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
