@@ -266,3 +266,9 @@ def test_steps_go_to_the_actual_next_timestep(gmm2d, linear):
             eps = (expected - linear.alpha(t) * x0) / linear.sigma(t)
             expected = linear.alpha(t_next) * x0 + linear.sigma(t_next) * eps
     torch.testing.assert_close(sample_ddim(gmm2d, x, linear, ts), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA generator")
+def test_generator_on_another_device_is_rejected(gmm2d, linear):
+    with pytest.raises(ValueError, match=r"generators on \['cuda'\] cannot draw noise for a tensor on cpu"):
+        diffkit.sample(gmm2d, linear, "ddpm", x=noise((2, 2)), generator=torch.Generator(device="cuda"))

@@ -106,6 +106,12 @@ def randn(
         raise TypeError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
     if gens is None:
         return torch.randn(shape, device=device, dtype=dtype)
+    kinds = {g.device.type for g in gens}
+    if len(kinds) > 1 or not kinds <= {"cpu", device.type}:
+        raise ValueError(
+            f"generators on {sorted(kinds)} cannot draw noise for a tensor on {device}; "
+            f"use CPU generators (noise is then copied) or generators on {device.type}"
+        )
     draw_device = torch.device("cpu") if gens[0].device.type == "cpu" else device
     if len(gens) == 1:
         return torch.randn(shape, generator=gens[0], device=draw_device, dtype=dtype).to(device)
