@@ -1,4 +1,4 @@
-"""Sampler overhead per step, diffkit vs diffusers' scheduler loops vs k-diffusion, in one run (CPU).
+"""Sampler overhead per step, diffkit vs diffusers' scheduler loops vs k-diffusion, in one run (CPU or CUDA).
 
 The eps-model costs nothing: it returns one preallocated tensor, the same object
 for every library, so what is timed is each library's own per-step work.
@@ -8,7 +8,7 @@ What each side includes (timed from x_T to the returned sample):
 - diffkit: ``diffkit.sample(model, schedule, name, steps, x=x_T, ...)``: choosing the
   timesteps, the float64 timetable, per step the model-call wrapper (t tensor,
   metadata checks, the on-device finiteness flag) and the shared update
-  ``step_update`` (custom op -> ``step_update_ref`` on CPU), noise draws.
+  ``step_update`` (``step_update_ref`` on CPU, the fused Triton kernel on CUDA), noise draws.
 - diffusers: ``scheduler.set_timesteps`` and the pipeline loop ``scale_model_input``,
   t -> float tensor [B], ``scheduler.step`` (scheduler built once, outside the timing).
 - k-diffusion: its ``sample_*`` function from ``sampling.py`` with the denoiser that
@@ -31,6 +31,10 @@ makes two model calls per step).
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_overhead
     python -m benchmarks.bench_overhead            # default threads
+    python -m benchmarks.bench_overhead --device cuda   # on a GPU: generators and tensors on the device,
+                                                        # timings bracketed by torch.cuda.synchronize()
+
+Results go to benchmarks/results/overhead_<device type>.json and .md.
 """
 
 from __future__ import annotations
@@ -57,19 +61,34 @@ SPACING = {"ddpm": "leading", "ddim": "leading", "dpmpp_2m": "linspace", "dpmpp_
            "dpmpp_sde": "linspace"}
 OPTIONS = {"ddim": {"eta": 0.0}}
 SHAPES = ((1, 3, 32, 32), (16, 4, 64, 64))
+CPU = torch.device("cpu")
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    """A seeded generator on ``device`` (noise is then drawn there, as a GPU user would)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _x_T(shape, dtype, device: torch.device) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class ConstantEps:
     """The zero-cost eps-model: returns one preallocated tensor whatever (x, t) is."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype) -> None:
-        self.eps = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.1
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device = CPU) -> None:
+        self.eps = (torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.1).to(device)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
         return self.eps
 
 
-def machine() -> dict:
+def machine(device: torch.device = CPU) -> dict:
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -84,26 +103,27 @@ def machine() -> dict:
         "threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "loadavg_at_start": os.getloadavg(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
 
 
-def _randn_noise(shape, dtype) -> Callable[..., torch.Tensor]:
-    g = torch.Generator().manual_seed(5)
-    return lambda a, b: torch.randn(shape, generator=g, dtype=dtype)
+def _randn_noise(shape, dtype, device: torch.device = CPU) -> Callable[..., torch.Tensor]:
+    g = _generator(5, device)
+    return lambda a, b: torch.randn(shape, generator=g, dtype=dtype, device=device)
 
 
-def _brownian_sides(shape, steps: int, dtype) -> dict[str, Callable[[], object]]:
+def _brownian_sides(shape, steps: int, dtype, device: torch.device = CPU) -> dict[str, Callable[[], object]]:
     """dpmpp_sde with each library's default Brownian-tree noise, built fresh per run as each library does."""
     schedule = Linear()
-    model = ConstantEps(shape, dtype)
-    x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    model = ConstantEps(shape, dtype, device)
+    x_T = _x_T(shape, dtype, device)
     ts = timesteps(schedule, steps, "linspace")
     scheduler = peers.diffusers_scheduler("dpmpp_sde", schedule, noise_sampler_seed=3)
     denoiser = peers.kdiffusion_denoiser(model, schedule)
-    sigmas = peers.kdiffusion_sigmas(schedule, ts, dtype=dtype)
+    sigmas = peers.kdiffusion_sigmas(schedule, ts, dtype=dtype).to(device)
     sides = {
         "diffkit": lambda: diffkit.sample(model, schedule, "dpmpp_sde", steps, x=x_T, spacing="linspace",
-                                          generator=torch.Generator().manual_seed(3)),
+                                          generator=_generator(3, device)),
         "diffusers": lambda: peers.run_diffusers("dpmpp_sde", model, schedule, steps, x_T, scheduler=scheduler),
     }
     if peers.k_diffusion_sampling_path() is not None:
@@ -112,18 +132,20 @@ def _brownian_sides(shape, steps: int, dtype) -> dict[str, Callable[[], object]]
     return sides
 
 
-def _sides(name: str, shape: tuple[int, ...], steps: int, dtype: torch.dtype) -> dict[str, Callable[[], object]]:
+def _sides(
+    name: str, shape: tuple[int, ...], steps: int, dtype: torch.dtype, device: torch.device = CPU
+) -> dict[str, Callable[[], object]]:
     """The three runs of one sampler as zero-argument callables (setup done here, outside the timing)."""
     if name == "dpmpp_sde+brownian":
-        return _brownian_sides(shape, steps, dtype)
+        return _brownian_sides(shape, steps, dtype, device)
     schedule = Linear()
-    model = ConstantEps(shape, dtype)
-    x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    model = ConstantEps(shape, dtype, device)
+    x_T = _x_T(shape, dtype, device)
     spacing, options = SPACING[name], dict(OPTIONS.get(name, {}))
-    g = torch.Generator().manual_seed(42)
+    g = _generator(42, device)
     dk_options = dict(options)
     if name == "dpmpp_sde":
-        dk_options["noise_sampler"] = _randn_noise(shape, dtype)
+        dk_options["noise_sampler"] = _randn_noise(shape, dtype, device)
     sides = {
         "diffkit": lambda: diffkit.sample(model, schedule, name, steps, x=x_T, generator=g, spacing=spacing,
                                           **dk_options),
@@ -131,45 +153,49 @@ def _sides(name: str, shape: tuple[int, ...], steps: int, dtype: torch.dtype) ->
     scheduler = peers.diffusers_scheduler(name, schedule, spacing=spacing)
     df_options = dict(options)
     if name == "dpmpp_sde":
-        df_options["noise_sampler"] = _randn_noise(shape, dtype)
+        df_options["noise_sampler"] = _randn_noise(shape, dtype, device)
     sides["diffusers"] = lambda: peers.run_diffusers(name, model, schedule, steps, x_T, generator=g,
                                                      scheduler=scheduler, **df_options)
     if name in peers.KDIFFUSION_PEERS and peers.k_diffusion_sampling_path() is not None:
         ts = timesteps(schedule, steps, spacing)
         denoiser = peers.kdiffusion_denoiser(model, schedule)
-        sigmas = peers.kdiffusion_sigmas(schedule, ts, dtype=dtype)
-        kd_options = {} if name == "dpmpp_2m" else {"noise_sampler": _randn_noise(shape, dtype)}
+        sigmas = peers.kdiffusion_sigmas(schedule, ts, dtype=dtype).to(device)
+        kd_options = {} if name == "dpmpp_2m" else {"noise_sampler": _randn_noise(shape, dtype, device)}
         sides["k-diffusion"] = lambda: peers.run_kdiffusion(name, model, schedule, ts, x_T, denoiser=denoiser,
                                                             sigmas=sigmas, **kd_options)
     return sides
 
 
-def _denoiser_cost(shape, dtype, repeats: int = 200) -> float:
+def _denoiser_cost(shape, dtype, repeats: int = 200, device: torch.device = CPU) -> float:
     """Median µs of one call of the k-diffusion denoiser wrapper around the zero-cost model."""
     schedule = Linear()
-    denoiser = peers.kdiffusion_denoiser(ConstantEps(shape, dtype), schedule)
-    x = torch.randn(shape, dtype=dtype)
-    sigma = torch.full((shape[0],), 3.0, dtype=dtype)
+    denoiser = peers.kdiffusion_denoiser(ConstantEps(shape, dtype, device), schedule)
+    x = _x_T(shape, dtype, device)
+    sigma = torch.full((shape[0],), 3.0, dtype=dtype, device=device)
     for _ in range(10):
         denoiser(x, sigma)
     times = []
     for _ in range(repeats):
+        _sync(device)
         t0 = time.perf_counter()
         denoiser(x, sigma)
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e6
 
 
-def bench(name: str, shape, steps: int, dtype, repeats: int, warmup: int) -> dict:
-    sides = _sides(name, shape, steps, dtype)
+def bench(name: str, shape, steps: int, dtype, repeats: int, warmup: int, device: torch.device = CPU) -> dict:
+    sides = _sides(name, shape, steps, dtype, device)
     for fn in sides.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {side: [] for side in sides}
     for _ in range(repeats):  # interleaved, so that load from other processes hits every side alike
         for side, fn in sides.items():
+            _sync(device)
             t0 = time.perf_counter()
             fn()
+            _sync(device)
             times[side].append(time.perf_counter() - t0)
     us = {side: statistics.median(ts) / steps * 1e6 for side, ts in times.items()}
     row = {"sampler": name, "shape": list(shape), "steps": steps, "repeats": repeats, "us_per_step": us,
@@ -187,12 +213,14 @@ def bench(name: str, shape, steps: int, dtype, repeats: int, warmup: int) -> dic
 
 
 def to_markdown(runs: dict) -> str:
-    lines = ["# Sampler overhead per step (CPU, zero-cost eps-model)", ""]
+    lines = ["# Sampler overhead per step (zero-cost eps-model)", ""]
     lines.append("Generated by `benchmarks/bench_overhead.py`; see its docstring for what each side includes. "
                  "Targets: diffkit <= 0.5x diffusers, <= 1.0x k-diffusion.")
     for key, run in sorted(runs.items()):
         m = run["machine"]
-        lines += ["", f"## {key}: {m['cpu']}, {m['threads']} torch thread(s), torch {m['torch']}", "",
+        device = m.get("device", "cpu")
+        lines += ["", f"## {key}: {device if device != 'cpu' else m['cpu']}, {m['threads']} torch thread(s), "
+                      f"torch {m['torch']}", "",
                   f"{m['platform']}; {m['cpu_count']} CPUs visible, load average at start "
                   f"{', '.join(f'{v:.2f}' for v in m['loadavg_at_start'])} (shared machine); "
                   f"{run['dtype']}, medians of {run['repeats']} interleaved repeats after {run['warmup']} warmup runs "
@@ -224,12 +252,16 @@ def main(argv=None) -> None:
     parser.add_argument("--brownian-repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--note", default="", help="a remark stored with this run (e.g. about machine load)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available here")
     # diffusers hands torchsde float32-rounded times; torchsde warns about the last ulp.
     warnings.filterwarnings("ignore", message="Should have ta>=t0")
     dtype = torch.float32
-    info = machine()
-    print(f"# {info['cpu']} | torch {info['torch']} | {info['threads']} thread(s) | load {info['loadavg_at_start']}")
+    info = machine(device)
+    print(f"# {info['device']} | {info['cpu']} | torch {info['torch']} | {info['threads']} thread(s) | load {info['loadavg_at_start']}")
     rows = []
     header = f"{'sampler':<19} {'shape':<14} {'diffkit':>9} {'diffusers':>10} {'k-diff':>9} {'dk/df':>6} {'dk/kd':>6}"
     print(header + "   (median µs/step; ratios of medians | of fastest runs)")
@@ -238,7 +270,7 @@ def main(argv=None) -> None:
         jobs.append(("dpmpp_sde+brownian", args.brownian_steps, args.brownian_repeats, 1))
     for shape in SHAPES:
         for name, steps, repeats, warmup in jobs:
-            r = bench(name, shape, steps, dtype, repeats, warmup)
+            r = bench(name, shape, steps, dtype, repeats, warmup, device)
             rows.append(r)
             us = r["us_per_step"]
             kd = f"{us['k-diffusion']:.1f}" if "k-diffusion" in us else "—"
@@ -247,17 +279,17 @@ def main(argv=None) -> None:
                 f" {r['min_ratio_vs_k_diffusion']:.2f}" if "k-diffusion" in us else "")
             print(f"{name:<19} {'x'.join(map(str, shape)):<14} {us['diffkit']:>9.1f} {us['diffusers']:>10.1f} "
                   f"{kd:>9} {r['ratio_vs_diffusers']:>6.2f} {kr:>6} | {fr}", flush=True)
-    denoiser = [(list(s), _denoiser_cost(s, dtype)) for s in SHAPES]
+    denoiser = [(list(s), _denoiser_cost(s, dtype, device=device)) for s in SHAPES]
     run = {"machine": info, "dtype": str(dtype), "steps": args.steps, "repeats": args.repeats,
            "warmup": args.warmup, "brownian_repeats": args.brownian_repeats, "note": args.note, "rows": rows, "denoiser_us": denoiser}
     if args.no_write:
         return
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "overhead_cpu.json"
+    path = RESULTS / f"overhead_{device.type}.json"
     runs = json.loads(path.read_text()) if path.exists() else {}
     runs[f"threads={info['threads']}"] = run  # one entry per thread count, so both runs sit side by side
     path.write_text(json.dumps(runs, indent=1))
-    (RESULTS / "overhead_cpu.md").write_text(to_markdown(runs))
+    path.with_suffix(".md").write_text(to_markdown(runs))
     print(f"wrote {path} and {path.with_suffix('.md')}")
 
 
