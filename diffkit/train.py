@@ -24,8 +24,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +32,7 @@ from torch import nn
 
 from diffkit.pretrained import CONFIG_KEY, EMA_PREFIX, KIND_KEY, SCHEDULE_KEY, read_tensors, save_tensors
 from diffkit.pretrained import schedule_to_dict
+from diffkit.progress import ProgressBar
 from diffkit.schedules import Schedule
 
 MODEL_PREFIX = "model."
@@ -142,7 +141,7 @@ def train(
             if result.step > steps:
                 raise ValueError(f"checkpoint {checkpoint_path} is at step {result.step}, past steps={steps}")
         model.train()
-        bar = _ProgressBar(steps, result.step) if progress else None
+        bar = ProgressBar(steps, "steps", start=result.step, enabled=progress)
         for step in range(result.step, steps):
             loss = _train_step(run, step)
             result.losses.append(loss)
@@ -151,8 +150,8 @@ def train(
             last = result.step == steps
             if checkpoint_path is not None and (last or (checkpoint_every and result.step % checkpoint_every == 0)):
                 _save_checkpoint(run, checkpoint_path, result.step, running)
-            if bar is not None:
-                bar.update(result.step, running)
+            bar.update(result.step, f"loss {running:.4f}")
+    bar.close()
     model.eval()
     return result
 
@@ -253,25 +252,3 @@ def _load_checkpoint(run: _Run, path: str | os.PathLike) -> tuple[int, float]:
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-class _ProgressBar:
-    """One line on stderr: redrawn in place on a terminal, a new line every ~1% of the run otherwise (logs)."""
-
-    def __init__(self, total: int, start: int) -> None:
-        self.total, self.start, self.t0 = total, start, time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.every = max(1, total // 100)
-
-    def update(self, done: int, running_loss: float) -> None:
-        if not (self.tty or done % self.every == 0 or done == self.total):
-            return
-        elapsed = time.perf_counter() - self.t0
-        rate = (done - self.start) / max(elapsed, 1e-9)
-        eta = (self.total - done) / max(rate, 1e-9)
-        bar = "#" * (30 * done // self.total)
-        line = f"[{bar:<30}] {done}/{self.total} steps  loss {running_loss:.4f}  {rate:.2f} it/s  eta {eta:.0f}s"
-        sys.stderr.write(f"\r{line}" if self.tty else f"{line}\n")
-        if self.tty and done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()

@@ -17,7 +17,7 @@ import torch
 from diffkit.bench import digits as digits_bench
 from diffkit.bench import gmm, latency, peer_runs
 from diffkit.bench.machine import machine_info
-from diffkit.bench.progress import Progress
+from diffkit.progress import ProgressBar
 from diffkit.samplers import SAMPLERS
 from diffkit.schedules import Linear
 
@@ -166,9 +166,9 @@ def run_suite(opts: SuiteOptions) -> dict:
     if "digits" in opts.models:
         tasks += digits_bench.tasks(opts, out)
     tasks += _latency_tasks(opts, out, peers, kd_ok)
-    with Progress(sum(w for _, w, _ in tasks), enabled=opts.progress) as bar:
+    with ProgressBar(sum(w for _, w, _ in tasks), None, enabled=opts.progress) as bar:
         for label, weight, work in tasks:
-            bar.show(label)
+            bar.update(bar.done, label)
             work()
             bar.advance(weight, label)
     for name, section in out.get("gmm", {}).items():

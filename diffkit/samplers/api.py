@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from diffkit.progress import ProgressBar
 from diffkit.samplers.base import Callback, EpsModel, GeneratorArg, randn
 from diffkit.samplers.registry import get_sampler
 from diffkit.schedules.base import Schedule
@@ -16,18 +15,15 @@ from diffkit.schedules.spacing import timesteps as make_timesteps
 
 
 def _progress(total: int, inner: Callback | None) -> Callback:
-    """A callback drawing a one-line progress bar on stderr (no extra dependency)."""
-    start = time.perf_counter()
+    """A callback that calls ``inner`` and draws the progress bar, ending its line after the last step."""
+    bar = ProgressBar(total, "steps")
 
     def callback(i: int, t: float, x: torch.Tensor, x0: torch.Tensor) -> None:
         if inner is not None:
             inner(i, t, x, x0)
-        done = i + 1
-        bar = "#" * (30 * done // total)
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        end = "\n" if done == total else ""
-        sys.stderr.write(f"\r[{bar:<30}] {done}/{total} steps  {rate:.1f} steps/s{end}")
-        sys.stderr.flush()
+        bar.update(i + 1)
+        if i + 1 == total:
+            bar.close()
 
     return callback
 
