@@ -53,6 +53,7 @@ import torch
 
 import diffkit
 from benchmarks import peers
+from diffkit.bench.machine import cpu_model
 from diffkit.schedules import Linear, timesteps
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -89,15 +90,9 @@ class ConstantEps:
 
 
 def machine(device: torch.device = CPU) -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     return {
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -226,7 +221,7 @@ def to_markdown(runs: dict) -> str:
                   f"{run['dtype']}, medians of {run['repeats']} interleaved repeats after {run['warmup']} warmup runs "
                   f"(dpmpp_sde+brownian: {run['brownian_repeats']} repeats after 1).", "",
                   *([f"Note: {run['note']}", ""] if run.get("note") else []),
-                  f"k-diffusion denoiser wrapper alone (µs/call): "
+                  "k-diffusion denoiser wrapper alone (µs/call): "
                   + ", ".join(f"{tuple(s)}: {v:.1f}" for s, v in run["denoiser_us"]), "",
                   "| sampler | shape | steps | diffkit µs/step | diffusers µs/step | k-diffusion µs/step "
                   "| diffkit/diffusers | diffkit/k-diffusion | same, fastest runs |",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from diffkit.bench.machine import cpu_model
 from diffkit.evaluate import classifier, evaluate_sampler, real_fd_floor
 from diffkit.pretrained import DIGITS_WEIGHTS, load_pretrained
 from diffkit.samplers import SAMPLERS
@@ -30,15 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu} ({os.cpu_count()} vCPUs, shared with other jobs while measured), "
+    return (f"{cpu_model()} ({os.cpu_count()} vCPUs, shared with other jobs while measured), "
             f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, {platform.system()}")
 
 
