@@ -20,6 +20,11 @@ What each side includes (timed from x_T to the returned sample):
 Noise: for the SDE samplers every side draws ``torch.randn`` from a generator per
 noise call (dpmpp_sde and k-diffusion get it through a noise sampler), so the cost
 of a Brownian tree, which is the noise source's and not the sampler's, is left out.
+Every draw costs the same on every side (one seed-compatible ``torch.randn``), and on a CPU it is
+most of a stochastic sampler's step at the large shape (a Mersenne-Twister draw of 262,144
+floats takes ~0.9 ms on one core). Each row therefore also counts every side's draws of x's
+shape (one untimed run under a dispatch mode), times one draw in the same run, and reports
+the ratio of the per-step times with those draws taken out: the samplers' own work.
 The extra row ``dpmpp_sde+brownian`` puts it back: each library's default Brownian
 noise (diffkit's BrownianNoise, diffusers' torchsde BrownianInterval, k-diffusion's
 torchsde BrownianTree), at ``--brownian-steps`` steps and fewer repeats (it is slow).
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -50,6 +56,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import diffkit
 from benchmarks import peers
@@ -179,6 +186,39 @@ def _denoiser_cost(shape, dtype, repeats: int = 200, device: torch.device = CPU)
     return statistics.median(times) * 1e6
 
 
+class _CountDraws(TorchDispatchMode):
+    """Counts normal draws (``randn``, ``normal_``) of ``numel`` elements, x's size."""
+
+    def __init__(self, numel: int) -> None:
+        super().__init__()
+        self.numel, self.count = numel, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if func._overloadpacket.__name__ in ("randn", "normal_") and result.numel() == self.numel:
+            self.count += 1
+        return result
+
+
+def _noise_draws(fn: Callable[[], object], shape) -> int:
+    with _CountDraws(math.prod(shape)) as mode:
+        fn()
+    return mode.count
+
+
+def _randn_cost(shape, dtype, device: torch.device = CPU, repeats: int = 30) -> float:
+    """Median µs of one generator draw of ``shape``, as every side makes it."""
+    g = _generator(7, device)
+    times = []
+    for i in range(repeats + 3):
+        _sync(device)
+        t0 = time.perf_counter()
+        torch.randn(shape, generator=g, dtype=dtype, device=device)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[3:]) * 1e6
+
+
 def bench(name: str, shape, steps: int, dtype, repeats: int, warmup: int, device: torch.device = CPU) -> dict:
     sides = _sides(name, shape, steps, dtype, device)
     for fn in sides.values():
@@ -198,6 +238,12 @@ def bench(name: str, shape, steps: int, dtype, repeats: int, warmup: int, device
     row["ratio_vs_diffusers"] = us["diffkit"] / us["diffusers"]
     if "k-diffusion" in us:
         row["ratio_vs_k_diffusion"] = us["diffkit"] / us["k-diffusion"]
+    if name in SAMPLERS:  # the Brownian row's trees draw other sizes: no single draw cost to take out
+        draws = {side: _noise_draws(fn, shape) for side, fn in sides.items()}
+        draw_us = _randn_cost(shape, dtype, device)
+        own = {side: us[side] - draws[side] * draw_us / steps for side in sides}
+        row.update(noise_draws=draws, randn_us=draw_us, us_per_step_without_noise=own,
+                   ratio_vs_diffusers_without_noise=own["diffkit"] / own["diffusers"])
     # Load from other processes only ever adds time: the ratio of the fastest runs is a second,
     # contention-robust estimate to read beside the medians' ratio.
     fastest = {side: spread[0] for side, spread in row["spread_us_per_step"].items()}
@@ -224,16 +270,22 @@ def to_markdown(runs: dict) -> str:
                   "k-diffusion denoiser wrapper alone (µs/call): "
                   + ", ".join(f"{tuple(s)}: {v:.1f}" for s, v in run["denoiser_us"]), "",
                   "| sampler | shape | steps | diffkit µs/step | diffusers µs/step | k-diffusion µs/step "
-                  "| diffkit/diffusers | diffkit/k-diffusion | same, fastest runs |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
+                  "| diffkit/diffusers | diffkit/k-diffusion | same, fastest runs | noise draws µs/step "
+                  "| diffkit/diffusers without them |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
         for r in run["rows"]:
             us = r["us_per_step"]
             kd = f"{us['k-diffusion']:.1f}" if "k-diffusion" in us else "—"
             kr = f"{r['ratio_vs_k_diffusion']:.2f}" if "ratio_vs_k_diffusion" in r else "—"
             fastest = "—" if "min_ratio_vs_diffusers" not in r else f"{r['min_ratio_vs_diffusers']:.2f}" + (
                 f" / {r['min_ratio_vs_k_diffusion']:.2f}" if "min_ratio_vs_k_diffusion" in r else "")
+            noise, own = "—", "—"
+            if "randn_us" in r:
+                noise = f"{r['noise_draws']['diffkit'] * r['randn_us'] / r['steps']:.1f}"
+                own = f"{r['ratio_vs_diffusers_without_noise']:.2f}"
             lines.append(f"| {r['sampler']} | {'x'.join(map(str, r['shape']))} | {r['steps']} | {us['diffkit']:.1f} "
-                         f"| {us['diffusers']:.1f} | {kd} | {r['ratio_vs_diffusers']:.2f} | {kr} | {fastest} |")
+                         f"| {us['diffusers']:.1f} | {kd} | {r['ratio_vs_diffusers']:.2f} | {kr} | {fastest} "
+                         f"| {noise} | {own} |")
     return "\n".join(lines) + "\n"
 
 
@@ -259,7 +311,7 @@ def main(argv=None) -> None:
     print(f"# {info['device']} | {info['cpu']} | torch {info['torch']} | {info['threads']} thread(s) | load {info['loadavg_at_start']}")
     rows = []
     header = f"{'sampler':<19} {'shape':<14} {'diffkit':>9} {'diffusers':>10} {'k-diff':>9} {'dk/df':>6} {'dk/kd':>6}"
-    print(header + "   (median µs/step; ratios of medians | of fastest runs)")
+    print(header + "   (median µs/step; ratios of medians | of fastest runs | dk/df without noise draws)")
     jobs = [(name, args.steps, args.repeats, args.warmup) for name in args.samplers]
     if args.brownian_steps > 0:
         jobs.append(("dpmpp_sde+brownian", args.brownian_steps, args.brownian_repeats, 1))
@@ -272,8 +324,9 @@ def main(argv=None) -> None:
             kr = f"{r['ratio_vs_k_diffusion']:.2f}" if "k-diffusion" in us else "—"
             fr = f"{r['min_ratio_vs_diffusers']:.2f}" + (
                 f" {r['min_ratio_vs_k_diffusion']:.2f}" if "k-diffusion" in us else "")
+            own = f"{r['ratio_vs_diffusers_without_noise']:.2f}" if "randn_us" in r else "—"
             print(f"{name:<19} {'x'.join(map(str, shape)):<14} {us['diffkit']:>9.1f} {us['diffusers']:>10.1f} "
-                  f"{kd:>9} {r['ratio_vs_diffusers']:>6.2f} {kr:>6} | {fr}", flush=True)
+                  f"{kd:>9} {r['ratio_vs_diffusers']:>6.2f} {kr:>6} | {fr} | {own}", flush=True)
     denoiser = [(list(s), _denoiser_cost(s, dtype, device=device)) for s in SHAPES]
     run = {"machine": info, "dtype": str(dtype), "steps": args.steps, "repeats": args.repeats,
            "warmup": args.warmup, "brownian_repeats": args.brownian_repeats, "note": args.note, "rows": rows, "denoiser_us": denoiser}

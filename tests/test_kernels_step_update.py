@@ -158,6 +158,43 @@ def test_rejects_bad_input(change, message):
 
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the kernel, the reference
+@pytest.mark.parametrize("with_base", [False, True])
+def test_out_receives_exactly_the_returned_values(dtype, with_base):
+    x, eps, prev, noise, base = (draw((3, 17), "contiguous", dtype, s) for s in range(5))
+    coeffs = StepCoefficients(alpha=0.6, sigma=0.8, cx=0.9, c0=0.3, c1=-0.2, cn=0.1)
+    args = (x, eps, coeffs, prev, noise, None, 1.0, base if with_base else None)
+    want = step_update(*args)
+    out = (torch.full_like(x, float("nan")), torch.full_like(x, float("nan")))
+    got = step_update(*args, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("make_out", "error", "message"),
+    [
+        (lambda x: torch.zeros(2, 3), TypeError, "tuple of two"),
+        (lambda x: (torch.zeros(2, 4), torch.zeros(2, 3)), ValueError, "must match x"),
+        (lambda x: (torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3)), ValueError, "must match x"),
+        (lambda x: (torch.zeros(3, 2).t(), torch.zeros(2, 3)), ValueError, "strides"),
+        (lambda x: (x, torch.zeros(2, 3)), ValueError, "share memory"),
+        (lambda x: (lambda b: (b, b))(torch.zeros(2, 3)), ValueError, "share memory"),
+    ],
+)
+def test_rejects_bad_out(make_out, error, message):
+    x = torch.zeros(2, 3)
+    with pytest.raises(error, match=message):
+        step_update(x, torch.zeros(2, 3), StepCoefficients(1.0, 0.0, 1.0, 0.0), out=make_out(x))
+
+
+def test_out_is_refused_while_autograd_records():
+    x = torch.zeros(2, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="autograd"):
+        step_update(x, torch.zeros(2, 3), StepCoefficients(1.0, 0.0, 1.0, 0.0), out=(torch.zeros(2, 3),) * 2)
+
+
 def test_float32_state_runs_the_kernel(monkeypatch):
     def no_reference(*args, **kwargs):
         raise AssertionError("the reference ran instead of the kernel")

@@ -60,17 +60,23 @@ def step_update_ref(
     eps_uncond: torch.Tensor | None = None,
     guidance: float = 1.0,
     base: torch.Tensor | None = None,
+    *,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The definition, in eager PyTorch, computed in ``x``'s dtype (the sampler state)."""
-    # Each output is one fresh tensor updated in place, with the scaled terms folded into
+    """The definition, in eager PyTorch, computed in ``x``'s dtype (the sampler state).
+
+    ``out`` = (x_next, x0) buffers to write into instead of allocating (see :func:`step_update`).
+    """
+    # Each output is one tensor updated in place, with the scaled terms folded into
     # add(..., alpha=c): on CPU this moves about a third of the memory of one temporary per
     # product and sum (benchmarks/bench_overhead.py). Inputs are never written.
     eps = eps.to(x.dtype)
     if eps_uncond is not None:
         eps_u = eps_uncond.to(x.dtype)
         eps = torch.sub(eps, eps_u).mul_(guidance).add_(eps_u)  # eps_u + w (eps - eps_u)
-    x0 = torch.sub(x, eps, alpha=coeffs.sigma).div_(coeffs.alpha)  # (x - sigma eps) / alpha
-    x_next = torch.mul(x if base is None else base, coeffs.cx).add_(x0, alpha=coeffs.c0)
+    next_out, x0_out = (None, None) if out is None else out
+    x0 = torch.sub(x, eps, alpha=coeffs.sigma, out=x0_out).div_(coeffs.alpha)  # (x - sigma eps) / alpha
+    x_next = torch.mul(x if base is None else base, coeffs.cx, out=next_out).add_(x0, alpha=coeffs.c0)
     if prev is not None and coeffs.c1 != 0.0:
         x_next.add_(prev, alpha=coeffs.c1)
     if noise is not None and coeffs.cn != 0.0:
@@ -186,9 +192,8 @@ def _kernel():
     return triton.autotune(configs[:1] if interpreting() else configs, key=["n_elements"])(step_update_kernel)
 
 
-def _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step):
-    x_next = torch.empty_like(x)
-    x0 = torch.empty_like(x)
+def _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out):
+    x_next, x0 = (torch.empty_like(x), torch.empty_like(x)) if out is None else out
     n = x.numel()
     if n == 0:
         return x_next, x0
@@ -210,13 +215,13 @@ def _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed,
     return x_next, x0
 
 
-def _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step):
+def _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out=None):
     """The kernel where it can run, else the reference (drawing the seeded stream itself)."""
     if x.dtype == torch.float32 and use_triton(x, eps, prev, noise, eps_uncond, base):
-        return _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step)
+        return _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out)
     if noise_seed is not None and coeffs.cn != 0.0:
         noise = philox_normal_ref(noise_seed, noise_step, x.shape, x.device)
-    return step_update_ref(x, eps, coeffs, prev, noise, eps_uncond, guidance, base)
+    return step_update_ref(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, out=out)
 
 
 @torch.library.custom_op("diffkit::step_update", mutates_args=())
@@ -261,6 +266,7 @@ def step_update(
     *,
     noise_seed: int | None = None,
     noise_step: int = 0,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One sampler update; see :func:`step_update_ref` for the positional arguments.
 
@@ -276,8 +282,16 @@ def step_update(
     randn launch, but a *different random stream* from ``torch.randn`` with a
     generator, so samples change (reproducibly: the reference path draws the
     same stream). Give a distinct ``noise_step`` per step.
+
+    ``out`` = (x_next, x0): two tensors of x's shape, dtype, device and layout,
+    sharing no memory with the inputs or each other, that receive the results
+    (and are returned) instead of fresh allocations. Samplers pass back tensors
+    their own loop made and no longer needs (:func:`diffkit.samplers.base.spare`).
+    Eager only, and not while autograd records the inputs.
     """
     _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_step)
+    if out is not None:
+        _validate_out(out, x, eps, prev, noise, eps_uncond, base)
     if torch.compiler.is_compiling():
         return torch.ops.diffkit.step_update(
             x, eps, eps_uncond, base, prev, noise,
@@ -285,7 +299,7 @@ def step_update(
             noise_seed, noise_step,
         )
     # Eager calls skip the op's dispatcher: it costs tens of microseconds per call, a kernel's worth.
-    return _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step)
+    return _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out)
 
 
 def _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_step) -> None:
@@ -314,3 +328,30 @@ def _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_s
             raise ValueError(f"noise_seed must lie in [0, 2**63), got {noise_seed}")
         if not 0 <= noise_step < 2**31:
             raise ValueError(f"noise_step must lie in [0, 2**31), got {noise_step}")
+
+
+def _validate_out(out, x, *inputs) -> None:
+    """``out`` holds two writable buffers like ``x`` that overlap no input and not each other (metadata only)."""
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+        raise TypeError("out must be a tuple of two tensors (x_next, x0)")
+    if torch.compiler.is_compiling():
+        raise ValueError("out is for eager calls only; under torch.compile the op returns fresh tensors")
+    # Checked on every step of a sampler, so the common case (x dense, out alike) stays a few comparisons.
+    shape, dtype, device, strides = x.shape, x.dtype, x.device, x.stride()
+    for name, t in zip(("x_next", "x0"), out):
+        if t.shape != shape or t.dtype != dtype or t.device != device or t.stride() != strides:
+            layout = torch.empty_like(x, device="meta").stride()  # the layout fresh outputs get
+            if t.shape == shape and t.dtype == dtype and t.device == device and t.stride() == layout:
+                continue
+            raise ValueError(
+                f"out {name} must match x (shape {tuple(shape)}, {dtype}, {device}, strides {layout}); "
+                f"got shape {tuple(t.shape)}, {t.dtype}, {t.device}, strides {t.stride()}"
+            )
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *inputs, *out)):
+        raise ValueError("out cannot be used while autograd records the update; pass out=None")
+    if device.type == "meta":  # no memory to overlap
+        return
+    a, b = out[0].untyped_storage().data_ptr(), out[1].untyped_storage().data_ptr()
+    taken = {t.untyped_storage().data_ptr() for t in (x, *inputs) if t is not None}
+    if a == b or a in taken or b in taken:
+        raise ValueError("out buffers must not share memory with each other or with any input")

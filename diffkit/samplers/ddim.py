@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import check_eta, final_step, prepare, randn
+from diffkit.samplers.base import check_eta, final_step, prepare, randn, spare
 
 
 def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None, eta: float = 0.0):
@@ -25,6 +25,7 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
     """
     eta = check_eta("ddim", eta)
     tab, model, x = prepare("ddim", eps_model, x, schedule, timesteps, cond)
+    noise, out = None, None
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]
         eps = model(x, t, i)
@@ -35,10 +36,11 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
             s = eta * (sn / st) * math.sqrt(-math.expm1(2.0 * math.log(at / an)))
             d = math.sqrt(sn * sn - s * s)  # weight of eps in x_n
             coeffs = StepCoefficients(alpha=at, sigma=st, cx=d / st, c0=an - d * at / st, cn=s)
-        noise = randn(x.shape, generator, x.device, eps.dtype) if eta > 0 else None
+        noise = randn(x.shape, generator, x.device, eps.dtype, out=noise) if eta > 0 else None
         x_t = x
-        x, x0 = step_update(x, eps, coeffs, noise=noise)
+        x, x0 = step_update(x, eps, coeffs, noise=noise, out=out)
         if callback is not None:
             callback(i, t, x_t, x0)
+        out = spare(callback, x_t if i > 0 else None, x0)  # x_t, x0 are dead: the next step writes there
     model.check_finite()
     return x

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import final_step, prepare, randn
+from diffkit.samplers.base import final_step, prepare, randn, spare
 
 VARIANCES = ("fixed_small", "fixed_large")
 
@@ -28,11 +28,12 @@ def sample_ddpm(
     if variance not in VARIANCES:
         raise ValueError(f"ddpm: unknown variance {variance!r}; allowed: {', '.join(VARIANCES)}")
     tab, model, x = prepare("ddpm", eps_model, x, schedule, timesteps, cond)
+    noise, out = None, None
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]
         eps = model(x, t, i)
-        noise = None
         if i + 1 == len(tab):
+            noise = None
             coeffs = final_step(at, st)
         else:
             an, sn = tab.alpha[i + 1], tab.sigma[i + 1]
@@ -41,10 +42,11 @@ def sample_ddpm(
             coeffs = StepCoefficients(
                 alpha=at, sigma=st, cx=(at / an) * sn * sn / (st * st), c0=an * beta / (st * st), cn=var**0.5
             )
-            noise = randn(x.shape, generator, x.device, eps.dtype)
+            noise = randn(x.shape, generator, x.device, eps.dtype, out=noise)
         x_t = x
-        x, x0 = step_update(x, eps, coeffs, noise=noise)
+        x, x0 = step_update(x, eps, coeffs, noise=noise, out=out)
         if callback is not None:
             callback(i, t, x_t, x0)
+        out = spare(callback, x_t if i > 0 else None, x0)  # x_t, x0 are dead: the next step writes there
     model.check_finite()
     return x

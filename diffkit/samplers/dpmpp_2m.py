@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import final_step, prepare
+from diffkit.samplers.base import final_step, prepare, spare
 
 
 def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None):
@@ -23,7 +23,7 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
     accepted for the common signature and unused.
     """
     tab, model, x = prepare("dpmpp_2m", eps_model, x, schedule, timesteps, cond)
-    prev, h_prev = None, None
+    prev, h_prev, out = None, None, None
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]
         eps = model(x, t, i)
@@ -36,10 +36,10 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
             w = 0.0 if prev is None else 0.5 * h / h_prev  # 1 / (2r)
             coeffs = StepCoefficients(alpha=at, sigma=st, cx=sn / st, c0=an * phi * (1 + w), c1=-an * phi * w)
             h_prev = h
-        x_t = x
-        x, x0 = step_update(x, eps, coeffs, prev=prev)
-        prev = x0
+        x_t, prev_t = x, prev
+        x, prev = step_update(x, eps, coeffs, prev=prev, out=out)
         if callback is not None:
-            callback(i, t, x_t, x0)
+            callback(i, t, x_t, prev)
+        out = spare(callback, x_t if i > 0 else None, prev_t)  # dead now: the next step writes there
     model.check_finite()
     return x

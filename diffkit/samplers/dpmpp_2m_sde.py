@@ -7,7 +7,7 @@ import math
 import torch
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import check_eta, final_step, prepare, randn
+from diffkit.samplers.base import check_eta, final_step, prepare, randn, spare
 
 
 def sample_dpmpp_2m_sde(
@@ -29,7 +29,7 @@ def sample_dpmpp_2m_sde(
     """
     eta = check_eta("dpmpp_2m_sde", eta)
     tab, model, x = prepare("dpmpp_2m_sde", eps_model, x, schedule, timesteps, cond)
-    prev, h_prev = None, None
+    prev, h_prev, out, noise = None, None, None, None
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]
         eps = model(x, t, i)
@@ -46,15 +46,14 @@ def sample_dpmpp_2m_sde(
                 cn=sn * math.sqrt(-math.expm1(-2.0 * eta * h)),
             )
             h_prev = h
-        noise = None
-        if noise_sampler is not None and not final and eta > 0:
-            noise = noise_sampler(tab.lam[i], tab.lam[i + 1])
-        elif noise_sampler is None and eta > 0:
-            noise = randn(x.shape, generator, x.device, torch.float32)
-        x_t = x
-        x, x0 = step_update(x, eps, coeffs, prev=prev, noise=noise)
-        prev = x0
+        if noise_sampler is None and eta > 0:
+            noise = randn(x.shape, generator, x.device, torch.float32, out=noise)
+        elif noise_sampler is not None:
+            noise = noise_sampler(tab.lam[i], tab.lam[i + 1]) if not final and eta > 0 else None
+        x_t, prev_t = x, prev
+        x, prev = step_update(x, eps, coeffs, prev=prev, noise=noise, out=out)
         if callback is not None:
-            callback(i, t, x_t, x0)
+            callback(i, t, x_t, prev)
+        out = spare(callback, x_t if i > 0 else None, prev_t)  # dead now: the next step writes there
     model.check_finite()
     return x

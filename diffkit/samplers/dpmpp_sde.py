@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import ancestral_split, check_eta, final_step, prepare
+from diffkit.samplers.base import ancestral_split, check_eta, final_step, prepare, spare
 from diffkit.samplers.brownian import brownian_for
 
 
@@ -40,12 +40,13 @@ def sample_dpmpp_sde(
     lam_mid = np.array([tab.lam[i] + r * (tab.lam[i + 1] - tab.lam[i]) for i in range(len(tab) - 1)])
     t_mid = schedule.t_from_lambda(lam_mid)
     a_mid, s_mid, t_mid = schedule.alpha(t_mid).tolist(), schedule.sigma(t_mid).tolist(), t_mid.tolist()
+    out_s = out_n = None  # dead tensors of the previous step, written over by the two stages
     for i, t in enumerate(tab.t):
         at, st = tab.alpha[i], tab.sigma[i]
         eps = model(x, t, i)
         x_t = x
         if i + 1 == len(tab):
-            x, x0 = step_update(x, eps, final_step(at, st))
+            x, x0 = step_update(x, eps, final_step(at, st), out=out_s)
         else:
             lam_t, lam_n, lam_s = tab.lam[i], tab.lam[i + 1], lam_mid[i]
             t_s, a_s, s_s, an = t_mid[i], a_mid[i], s_mid[i], tab.alpha[i + 1]
@@ -54,13 +55,14 @@ def sample_dpmpp_sde(
             noise = noise_sampler(lam_t, lam_s) if up > 0 else None
             stage1 = StepCoefficients(alpha=at, sigma=st, cx=a_s * down / (sk_t * at), c0=a_s * (1 - down / sk_t),
                                       cn=a_s * up)
-            x_s, x0 = step_update(x, eps, stage1, noise=noise)
+            x_s, x0 = step_update(x, eps, stage1, noise=noise, out=out_s)
             eps_s = model(x_s, t_s, i)
             down, up = ancestral_split(sk_t, math.exp(-lam_n), eta)
             noise = noise_sampler(lam_t, lam_n) if up > 0 else None
             stage2 = StepCoefficients(alpha=a_s, sigma=s_s, cx=an * down / (sk_t * at), c0=an * (1 - down / sk_t) * fac,
                                       c1=an * (1 - down / sk_t) * (1 - fac), cn=an * up)
-            x, _ = step_update(x_s, eps_s, stage2, prev=x0, noise=noise, base=x)
+            x, x0_s = step_update(x_s, eps_s, stage2, prev=x0, noise=noise, base=x, out=out_n)
+            out_s, out_n = spare(callback, x_s, x0), spare(callback, x_t if i > 0 else None, x0_s)
         if callback is not None:
             callback(i, t, x_t, x0)
     model.check_finite()
