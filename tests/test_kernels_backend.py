@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffkit.kernels import StepCoefficients, attention, step_update, step_update_ref
+from diffkit.kernels import StepCoefficients, attention, step_next, step_update, step_update_ref
 from diffkit.kernels._backend import interpreting, triton_installed, triton_on, use_triton
 from diffkit.kernels.groupnorm_silu import groupnorm_silu
 
@@ -141,6 +141,7 @@ def test_cpu_tensors_use_the_reference_unless_interpreting():
 def test_custom_ops_compile_without_graph_breaks():
     def update(x, eps, q):
         x_next, x0 = step_update(x, eps, StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5))
+        x_next = x_next + step_next(x, eps, StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5))
         h = groupnorm_silu(x_next, 2, backend="triton")
         return h + x0, attention(q, q, q, backend="triton")
 
@@ -165,8 +166,9 @@ def test_custom_ops_compile_without_graph_breaks():
 def test_custom_op_fakes_match_the_real_outputs():
     x = torch.randn(2, 4, 3, 3).contiguous(memory_format=torch.channels_last)
     eps = torch.randn(2, 4, 3, 3)
-    args = (x, eps, None, None, None, None, 0.6, 0.8, 0.5, 0.5, 0.0, 0.0, 1.0, None, 0)
-    torch.library.opcheck(torch.ops.diffkit.step_update.default, args)
+    for store_x0 in (True, False):  # step_update, step_next
+        args = (x, eps, None, None, None, None, 0.6, 0.8, 0.5, 0.5, 0.0, 0.0, 1.0, None, 0, store_x0)
+        torch.library.opcheck(torch.ops.diffkit.step_update.default, args)
     torch.library.opcheck(torch.ops.diffkit.groupnorm_silu.default, (x, 2, None, None, 1e-5))
     q = torch.randn(1, 5, 2, 32).transpose(1, 2)
     torch.library.opcheck(torch.ops.diffkit.fused_attention.default, (q, q, q))

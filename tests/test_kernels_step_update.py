@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from test_kernels_backend import DEVICE, kernels_run  # noqa: F401  (the fixture below)
 
-from diffkit.kernels import StepCoefficients, step_update, step_update_ref
-from diffkit.kernels.step_update import philox_normal_ref
+from diffkit.kernels import StepCoefficients, step_next, step_update, step_update_ref
+from diffkit.kernels.philox import philox_normal_ref
 
 pytestmark = pytest.mark.usefixtures("kernels_run")
 LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
@@ -47,13 +47,19 @@ def magnitude(x, eps, coeffs, prev, noise, eps_uncond, guidance, base):
 
 
 def assert_within_eager_error(x, eps, coeffs, prev=None, noise=None, eps_uncond=None, guidance=1.0, base=None):
-    """Kernel error vs a float64 reference <= 2x eager's error + 4 float32 roundings of the largest term."""
+    """Kernel error vs a float64 reference <= 2x eager's error + 4 float32 roundings of the largest term.
+
+    Checked for both outputs of step_update and for step_next's x_next alone.
+    """
     args = (x, eps, coeffs, prev, noise, eps_uncond, guidance, base)
     wide = [t.double() if isinstance(t, torch.Tensor) else t for t in args]
     exact = step_update_ref(*wide)
     eager = step_update_ref(*args)
     fused = step_update(*args)
-    for name, f, e, ex, mag in zip(("x_next", "x0"), fused, eager, exact, magnitude(*wide)):
+    mags = magnitude(*wide)
+    checks = zip(("x_next", "x0", "step_next"), (*fused, step_next(*args)), (*eager, eager[0]),
+                 (*exact, exact[0]), (*mags, mags[0]))
+    for name, f, e, ex, mag in checks:
         assert f.dtype == x.dtype and f.shape == x.shape, name
         err_fused = (f.double() - ex).abs().max().item() if f.numel() else 0.0
         err_eager = (e.double() - ex).abs().max().item() if f.numel() else 0.0
@@ -108,6 +114,10 @@ def test_float64_state_is_the_reference_exactly():
     for got, want in zip(step_update(x, eps, coeffs, prev), step_update_ref(x, eps, coeffs, prev)):
         assert got.dtype == torch.float64
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # step_next expands x0 instead of rounding it first: equal up to float64 rounding of terms ~|x| / alpha.
+    next_only = step_next(x, eps, coeffs, prev)
+    assert next_only.dtype == torch.float64
+    torch.testing.assert_close(next_only, step_update_ref(x, eps, coeffs, prev)[0], rtol=1e-13, atol=1e-13)
 
 
 def test_in_kernel_noise_is_the_documented_stream():
@@ -170,6 +180,9 @@ def test_out_receives_exactly_the_returned_values(dtype, with_base):
     assert got[0] is out[0] and got[1] is out[1]
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
+    buffer = torch.full_like(x, float("nan"))
+    assert step_next(*args, out=buffer) is buffer
+    torch.testing.assert_close(buffer, step_next(*args), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
@@ -181,12 +194,21 @@ def test_out_receives_exactly_the_returned_values(dtype, with_base):
         (lambda x: (torch.zeros(3, 2).t(), torch.zeros(2, 3)), ValueError, "strides"),
         (lambda x: (x, torch.zeros(2, 3)), ValueError, "share memory"),
         (lambda x: (lambda b: (b, b))(torch.zeros(2, 3)), ValueError, "share memory"),
+        (lambda x: (torch.zeros(2, 3),), TypeError, "tuple of two"),
     ],
 )
 def test_rejects_bad_out(make_out, error, message):
     x = torch.zeros(2, 3)
     with pytest.raises(error, match=message):
         step_update(x, torch.zeros(2, 3), StepCoefficients(1.0, 0.0, 1.0, 0.0), out=make_out(x))
+
+
+def test_step_next_out_is_one_tensor_apart_from_the_inputs():
+    x, c = torch.zeros(2, 3), StepCoefficients(1.0, 0.0, 1.0, 0.0)
+    with pytest.raises(TypeError, match="a tensor for step_next"):
+        step_next(x, torch.zeros(2, 3), c, out=(torch.zeros(2, 3), torch.zeros(2, 3)))
+    with pytest.raises(ValueError, match="share memory"):
+        step_next(x, torch.zeros(2, 3), c, out=x)
 
 
 def test_out_is_refused_while_autograd_records():

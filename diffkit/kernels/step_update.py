@@ -27,16 +27,20 @@ coefficients combined on the host in float64 and rounded to float32 once:
 
 (with ``base``: cx * base + (c0/alpha) * x - ...). A float32 state runs the
 kernel; float64 and other states run the reference.
+
+:func:`step_next` returns x_next alone, for loops in which nothing reads x0 (no
+callback, and x0 is not the history): the kernel skips one full-tensor write, and
+on CPU the expanded form above takes two eager passes fewer than the reference.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from diffkit.kernels._backend import in_layout, interpreting, lazy_kernels, use_triton
+from diffkit.kernels.philox import philox_normal_ref
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,7 @@ def step_update_ref(
     # Each output is one tensor updated in place, with the scaled terms folded into
     # add(..., alpha=c): on CPU this moves about a third of the memory of one temporary per
     # product and sum (benchmarks/bench_overhead.py). Inputs are never written.
-    eps = eps.to(x.dtype)
-    if eps_uncond is not None:
-        eps_u = eps_uncond.to(x.dtype)
-        eps = torch.sub(eps, eps_u).mul_(guidance).add_(eps_u)  # eps_u + w (eps - eps_u)
+    eps = _guided(eps, eps_uncond, guidance, x.dtype)
     next_out, x0_out = (None, None) if out is None else out
     x0 = torch.sub(x, eps, alpha=coeffs.sigma, out=x0_out).div_(coeffs.alpha)  # (x - sigma eps) / alpha
     x_next = torch.mul(x if base is None else base, coeffs.cx, out=next_out).add_(x0, alpha=coeffs.c0)
@@ -84,50 +85,29 @@ def step_update_ref(
     return x_next, x0
 
 
-# Philox-4x32-10 constants, as in Salmon et al. (2011) and triton.language.random.
-_M32 = 0xFFFFFFFF
-_ROUND_A, _ROUND_B = 0xD2511F53, 0xCD9E8D57
-_KEY_A, _KEY_B = 0x9E3779B9, 0xBB67AE85
-_INT32_TO_UNIT = 4.6566127342e-10  # largest scale with (2**31 - 1) * scale < 1 in float32
+def _guided(eps: torch.Tensor, eps_uncond: torch.Tensor | None, guidance: float, dtype: torch.dtype) -> torch.Tensor:
+    """eps in the state's dtype, with classifier-free guidance eps_u + w (eps - eps_u) applied when given."""
+    eps = eps.to(dtype)
+    if eps_uncond is None:
+        return eps
+    eps_u = eps_uncond.to(dtype)
+    return torch.sub(eps, eps_u).mul_(guidance).add_(eps_u)
 
 
-def _mul_hi_lo(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """High and low 32-bit words of a * b for a 32-bit constant a and uint32 values b (held in int64)."""
-    b_hi, b_lo = b >> 16, b & 0xFFFF
-    p_hi, p_lo = a * b_hi, a * b_lo  # both < 2**48: no int64 overflow
-    mid = p_lo + ((p_hi & 0xFFFF) << 16)
-    return (p_hi >> 16) + (mid >> 32), mid & _M32
-
-
-def philox_normal_ref(seed: int, step: int, shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """Standard normals of the in-kernel noise stream: ``tl.randn(seed, (step << 32) + i)`` at flat index i.
-
-    Philox-4x32-10 with key = seed (64 bit) and counter = (i, step, 0, 0); the
-    first two words become uniforms as ``tl.rand`` makes them and one
-    Box-Muller output is kept. Float32, computed with the int64 arithmetic of
-    plain PyTorch, so the stream does not depend on Triton or the device (up to
-    the last ulps of log/cos/sin).
-    """
-    numel = math.prod(shape)
-    c0 = torch.arange(numel, dtype=torch.int64, device=device)
-    c1 = torch.full_like(c0, step)
-    c2 = torch.zeros_like(c0)
-    c3 = torch.zeros_like(c0)
-    k0, k1 = seed & _M32, (seed >> 32) & _M32
-    for _ in range(10):
-        hi_b, lo_b = _mul_hi_lo(_ROUND_B, c2)
-        hi_a, lo_a = _mul_hi_lo(_ROUND_A, c0)
-        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
-        k0, k1 = (k0 + _KEY_A) & _M32, (k1 + _KEY_B) & _M32
-
-    def uniform(bits: torch.Tensor) -> torch.Tensor:
-        signed = torch.where(bits >= 2**31, bits - 2**32, bits)  # the int32 bit pattern
-        folded = torch.where(signed < 0, -signed - 1, signed)  # ~x for negatives
-        return folded.to(torch.float32) * torch.tensor(_INT32_TO_UNIT, dtype=torch.float32)
-
-    u1 = torch.clamp_min(uniform(c0), 1.0e-7)
-    theta = torch.tensor(6.283185307179586, dtype=torch.float32) * uniform(c1)
-    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(theta)).reshape(shape)
+def _x_next_expanded(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, out):
+    """x_next of :func:`step_update_ref` in the kernel's expanded form, without materialising x0."""
+    eps = _guided(eps, eps_uncond, guidance, x.dtype)
+    a = coeffs.c0 / coeffs.alpha  # the weight of x in c0 x0 = (c0 / alpha) (x - sigma eps)
+    if base is None:
+        x_next = torch.mul(x, coeffs.cx + a, out=out)
+    else:
+        x_next = torch.mul(base, coeffs.cx, out=out).add_(x, alpha=a)
+    x_next.add_(eps, alpha=-a * coeffs.sigma)
+    if prev is not None and coeffs.c1 != 0.0:
+        x_next.add_(prev, alpha=coeffs.c1)
+    if noise is not None and coeffs.cn != 0.0:
+        x_next.add_(noise.to(x.dtype), alpha=coeffs.cn)
+    return x_next
 
 
 @lazy_kernels
@@ -144,7 +124,7 @@ def _kernel():
         prev_ptr,  # [n] float32: the history entry, read when HAS_PREV
         noise_ptr,  # [n] float16/bfloat16/float32: standard normals, read when HAS_NOISE
         x_next_ptr,  # [n] float32, written: the next state
-        x0_ptr,  # [n] float32, written: the data prediction (new history entry)
+        x0_ptr,  # [n] float32, written when STORE_X0: the data prediction (new history entry)
         n_elements,
         guidance,  # w
         inv_alpha,  # 1 / alpha
@@ -161,6 +141,7 @@ def _kernel():
         HAS_PREV: tl.constexpr,
         HAS_NOISE: tl.constexpr,
         GEN_NOISE: tl.constexpr,
+        STORE_X0: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -170,7 +151,6 @@ def _kernel():
         if HAS_UNCOND:
             eps_u = tl.load(uncond_ptr + offs, mask=mask).to(tl.float32)
             eps = eps_u + guidance * (eps - eps_u)
-        x0 = x * inv_alpha - eps * sigma_over_alpha
         x_next = coef_x * x + coef_eps * eps
         if HAS_BASE:
             x_next += cx * tl.load(base_ptr + offs, mask=mask)
@@ -181,7 +161,8 @@ def _kernel():
         if GEN_NOISE:
             x_next += cn * tl.randn(seed, step.to(tl.int64) * 4294967296 + offs)
         tl.store(x_next_ptr + offs, x_next, mask=mask)
-        tl.store(x0_ptr + offs, x0, mask=mask)
+        if STORE_X0:
+            tl.store(x0_ptr + offs, x * inv_alpha - eps * sigma_over_alpha, mask=mask)
 
     configs = [
         triton.Config({"BLOCK": 1024}, num_warps=4),
@@ -192,8 +173,9 @@ def _kernel():
     return triton.autotune(configs[:1] if interpreting() else configs, key=["n_elements"])(step_update_kernel)
 
 
-def _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out):
-    x_next, x0 = (torch.empty_like(x), torch.empty_like(x)) if out is None else out
+def _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, outs, store_x0):
+    x_next = torch.empty_like(x) if outs is None else outs[0]
+    x0 = None if not store_x0 else torch.empty_like(x) if outs is None else outs[1]
     n = x.numel()
     if n == 0:
         return x_next, x0
@@ -203,7 +185,8 @@ def _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed,
     # Coefficients combined in float64 here, rounded to float32 once at launch.
     coef_x = c0 / alpha + (cx if base is None else 0.0)
     _kernel()[lambda meta: (-(-n // meta["BLOCK"]),)](
-        x_, eps_, present(eps_uncond), present(base), present(prev), present(noise), x_next, x0, n,
+        x_, eps_, present(eps_uncond), present(base), present(prev), present(noise), x_next,
+        x_next if x0 is None else x0, n,
         guidance, 1.0 / alpha, sigma / alpha, coef_x, -c0 * sigma / alpha, cx, c1, cn,
         0 if noise_seed is None else noise_seed, noise_step,
         HAS_UNCOND=eps_uncond is not None,
@@ -211,17 +194,21 @@ def _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed,
         HAS_PREV=prev is not None and c1 != 0.0,
         HAS_NOISE=noise is not None and cn != 0.0,
         GEN_NOISE=noise_seed is not None and cn != 0.0,
+        STORE_X0=store_x0,
     )
     return x_next, x0
 
 
-def _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out=None):
-    """The kernel where it can run, else the reference (drawing the seeded stream itself)."""
+def _eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, outs, store_x0):
+    """(x_next, x0), x0 None unless ``store_x0``: the kernel where it can run, else the references."""
     if x.dtype == torch.float32 and use_triton(x, eps, prev, noise, eps_uncond, base):
-        return _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out)
+        return _launch(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, outs, store_x0)
     if noise_seed is not None and coeffs.cn != 0.0:
         noise = philox_normal_ref(noise_seed, noise_step, x.shape, x.device)
-    return step_update_ref(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, out=out)
+    if store_x0:
+        return step_update_ref(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, out=outs)
+    out = None if outs is None else outs[0]
+    return _x_next_expanded(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, out), None
 
 
 @torch.library.custom_op("diffkit::step_update", mutates_args=())
@@ -241,17 +228,22 @@ def _step_update_op(
     guidance: float,
     noise_seed: int | None,
     noise_step: int,
+    store_x0: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`step_update` as one opaque op for ``torch.compile`` (the coefficients unpacked into floats)."""
+    """:func:`step_update` / :func:`step_next` as one opaque op for ``torch.compile``.
+
+    The coefficients come unpacked into floats; without ``store_x0`` the second
+    output is an empty placeholder (ops return a fixed number of tensors).
+    """
     coeffs = StepCoefficients(alpha, sigma, cx, c0, c1, cn)
-    x_next, x0 = _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step)
+    x_next, x0 = _eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, None, store_x0)
     like = torch.empty_like(x)  # the layout the fake promises; the reference's eager ops may pick another
-    return in_layout(x_next, like), in_layout(x0, like)
+    return in_layout(x_next, like), x.new_empty(0) if x0 is None else in_layout(x0, like)
 
 
 @_step_update_op.register_fake
-def _(x, eps, eps_uncond, base, prev, noise, alpha, sigma, cx, c0, c1, cn, guidance, noise_seed, noise_step):
-    return torch.empty_like(x), torch.empty_like(x)
+def _(x, eps, eps_uncond, base, prev, noise, alpha, sigma, cx, c0, c1, cn, guidance, noise_seed, noise_step, store_x0):
+    return torch.empty_like(x), torch.empty_like(x) if store_x0 else x.new_empty(0)
 
 
 def step_update(
@@ -286,20 +278,48 @@ def step_update(
     ``out`` = (x_next, x0): two tensors of x's shape, dtype, device and layout,
     sharing no memory with the inputs or each other, that receive the results
     (and are returned) instead of fresh allocations. Samplers pass back tensors
-    their own loop made and no longer needs (:func:`diffkit.samplers.base.spare`).
+    their own loop made and no longer needs (:func:`diffkit.samplers.base.reusable`).
     Eager only, and not while autograd records the inputs.
     """
+    return _update(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out, True)
+
+
+def step_next(
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    coeffs: StepCoefficients,
+    prev: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    eps_uncond: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    base: torch.Tensor | None = None,
+    *,
+    noise_seed: int | None = None,
+    noise_step: int = 0,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x_next of :func:`step_update` alone (same arguments), for loops in which nothing reads x0.
+
+    Same value up to rounding: the kernel leaves out the x0 store, and the CPU path
+    computes x_next in the expanded form of the module docstring, never forming x0.
+    ``out`` is one tensor, with the rules of :func:`step_update`'s.
+    """
+    outs = None if out is None else (out,)
+    return _update(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, outs, False)[0]
+
+
+def _update(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, outs, store_x0):
     _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_step)
-    if out is not None:
-        _validate_out(out, x, eps, prev, noise, eps_uncond, base)
+    if outs is not None:
+        _validate_out(outs, 2 if store_x0 else 1, x, eps, prev, noise, eps_uncond, base)
     if torch.compiler.is_compiling():
         return torch.ops.diffkit.step_update(
             x, eps, eps_uncond, base, prev, noise,
             coeffs.alpha, coeffs.sigma, coeffs.cx, coeffs.c0, coeffs.c1, coeffs.cn, guidance,
-            noise_seed, noise_step,
+            noise_seed, noise_step, store_x0,
         )
     # Eager calls skip the op's dispatcher: it costs tens of microseconds per call, a kernel's worth.
-    return _step_update_eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, out)
+    return _eager(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, noise_seed, noise_step, outs, store_x0)
 
 
 def _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_step) -> None:
@@ -330,28 +350,28 @@ def _validate(x, eps, coeffs, prev, noise, eps_uncond, base, noise_seed, noise_s
             raise ValueError(f"noise_step must lie in [0, 2**31), got {noise_step}")
 
 
-def _validate_out(out, x, *inputs) -> None:
-    """``out`` holds two writable buffers like ``x`` that overlap no input and not each other (metadata only)."""
-    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
-        raise TypeError("out must be a tuple of two tensors (x_next, x0)")
+def _validate_out(outs, count, x, *inputs) -> None:
+    """``outs``: ``count`` writable buffers like ``x`` that overlap no input nor each other (metadata only)."""
+    if not (isinstance(outs, tuple) and len(outs) == count and all(isinstance(t, torch.Tensor) for t in outs)):
+        raise TypeError("out must be a tensor for step_next, a tuple of two tensors (x_next, x0) for step_update")
     if torch.compiler.is_compiling():
         raise ValueError("out is for eager calls only; under torch.compile the op returns fresh tensors")
     # Checked on every step of a sampler, so the common case (x dense, out alike) stays a few comparisons.
     shape, dtype, device, strides = x.shape, x.dtype, x.device, x.stride()
-    for name, t in zip(("x_next", "x0"), out):
+    for t in outs:
         if t.shape != shape or t.dtype != dtype or t.device != device or t.stride() != strides:
             layout = torch.empty_like(x, device="meta").stride()  # the layout fresh outputs get
             if t.shape == shape and t.dtype == dtype and t.device == device and t.stride() == layout:
                 continue
             raise ValueError(
-                f"out {name} must match x (shape {tuple(shape)}, {dtype}, {device}, strides {layout}); "
+                f"out must match x (shape {tuple(shape)}, {dtype}, {device}, strides {layout}); "
                 f"got shape {tuple(t.shape)}, {t.dtype}, {t.device}, strides {t.stride()}"
             )
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *inputs, *out)):
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *inputs, *outs)):
         raise ValueError("out cannot be used while autograd records the update; pass out=None")
     if device.type == "meta":  # no memory to overlap
         return
-    a, b = out[0].untyped_storage().data_ptr(), out[1].untyped_storage().data_ptr()
+    written = [t.untyped_storage().data_ptr() for t in outs]
     taken = {t.untyped_storage().data_ptr() for t in (x, *inputs) if t is not None}
-    if a == b or a in taken or b in taken:
+    if len(set(written)) < len(written) or taken.intersection(written):
         raise ValueError("out buffers must not share memory with each other or with any input")

@@ -138,27 +138,25 @@ def randn(
 REUSE_MIN_BYTES = 128 * 1024
 
 
-def spare(callback: Callback | None, *dead: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
-    """Tensors that this loop made and no longer needs, for the next update to write over, or None.
+def reusable(callback: Callback | None, *dead: torch.Tensor) -> bool:
+    """Whether the next update may write over ``dead``, tensors this loop made and no longer needs.
 
     A fresh CPU tensor of a few MB is new memory from the OS on every step (glibc
     hands large freed blocks back), and faulting its pages in costs about as much as
     the update itself: ~300 us of a 700 us DDIM step at 16x4x64x64 on one core
     (benchmarks/bench_overhead.py). A sampler owns its loop, so it knows which of its
-    tensors are dead and passes them back as ``step_update(..., out=...)``.
+    tensors are dead and passes them back as ``out=`` of the update; the caller's x_T
+    is never among them.
 
-    None (the next outputs are fresh tensors) when a ``callback`` was given, since it
-    may keep the tensors it is shown; when any of ``dead`` is None (nothing made yet,
-    or the caller's x_T, which is never written); for tensors under
-    ``REUSE_MIN_BYTES``; while autograd records them; and under torch.compile, which
-    plans memory itself. The eps-model sees x only during its call: a model that
-    keeps a reference to its input would see it overwritten.
+    False (the next outputs are fresh tensors) when a ``callback`` was given, since
+    it may keep the tensors it is shown; for tensors under ``REUSE_MIN_BYTES``; while
+    autograd records them; and under torch.compile, which plans memory itself. The
+    eps-model sees x only during its call: a model that keeps a reference to its
+    input would see it overwritten.
     """
-    if callback is not None or any(t is None for t in dead) or torch.compiler.is_compiling():
-        return None
-    if dead[0].nbytes < REUSE_MIN_BYTES or (torch.is_grad_enabled() and any(t.requires_grad for t in dead)):
-        return None
-    return dead
+    if callback is not None or torch.compiler.is_compiling() or dead[0].nbytes < REUSE_MIN_BYTES:
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in dead))
 
 
 class ModelCalls:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import check_eta, final_step, prepare, randn, spare
+from diffkit.kernels.step_update import StepCoefficients, step_next, step_update
+from diffkit.samplers.base import check_eta, final_step, prepare, randn, reusable
 
 
 def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None, eta: float = 0.0):
@@ -37,10 +37,11 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
             d = math.sqrt(sn * sn - s * s)  # weight of eps in x_n
             coeffs = StepCoefficients(alpha=at, sigma=st, cx=d / st, c0=an - d * at / st, cn=s)
         noise = randn(x.shape, generator, x.device, eps.dtype, out=noise) if eta > 0 else None
-        x_t = x
-        x, x0 = step_update(x, eps, coeffs, noise=noise, out=out)
-        if callback is not None:
+        if callback is None:  # nothing reads x0: x_next alone, into the state of two steps back
+            x_t, x = x, step_next(x, eps, coeffs, noise=noise, out=out)
+            out = x_t if i > 0 and reusable(None, x_t) else None
+        else:
+            x_t, (x, x0) = x, step_update(x, eps, coeffs, noise=noise)
             callback(i, t, x_t, x0)
-        out = spare(callback, x_t if i > 0 else None, x0)  # x_t, x0 are dead: the next step writes there
     model.check_finite()
     return x

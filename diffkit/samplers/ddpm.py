@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import final_step, prepare, randn, spare
+from diffkit.kernels.step_update import StepCoefficients, step_next, step_update
+from diffkit.samplers.base import final_step, prepare, randn, reusable
 
 VARIANCES = ("fixed_small", "fixed_large")
 
@@ -43,10 +43,11 @@ def sample_ddpm(
                 alpha=at, sigma=st, cx=(at / an) * sn * sn / (st * st), c0=an * beta / (st * st), cn=var**0.5
             )
             noise = randn(x.shape, generator, x.device, eps.dtype, out=noise)
-        x_t = x
-        x, x0 = step_update(x, eps, coeffs, noise=noise, out=out)
-        if callback is not None:
+        if callback is None:  # nothing reads x0: x_next alone, into the state of two steps back
+            x_t, x = x, step_next(x, eps, coeffs, noise=noise, out=out)
+            out = x_t if i > 0 and reusable(None, x_t) else None
+        else:
+            x_t, (x, x0) = x, step_update(x, eps, coeffs, noise=noise)
             callback(i, t, x_t, x0)
-        out = spare(callback, x_t if i > 0 else None, x0)  # x_t, x0 are dead: the next step writes there
     model.check_finite()
     return x

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import final_step, prepare, spare
+from diffkit.samplers.base import final_step, prepare, reusable
 
 
 def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None):
@@ -40,6 +40,6 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
         x, prev = step_update(x, eps, coeffs, prev=prev, out=out)
         if callback is not None:
             callback(i, t, x_t, prev)
-        out = spare(callback, x_t if i > 0 else None, prev_t)  # dead now: the next step writes there
+        out = (x_t, prev_t) if i > 0 and reusable(callback, x_t, prev_t) else None  # dead: the next step writes there
     model.check_finite()
     return x

@@ -7,7 +7,7 @@ import math
 import torch
 
 from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import check_eta, final_step, prepare, randn, spare
+from diffkit.samplers.base import check_eta, final_step, prepare, randn, reusable
 
 
 def sample_dpmpp_2m_sde(
@@ -54,6 +54,6 @@ def sample_dpmpp_2m_sde(
         x, prev = step_update(x, eps, coeffs, prev=prev, noise=noise, out=out)
         if callback is not None:
             callback(i, t, x_t, prev)
-        out = spare(callback, x_t if i > 0 else None, prev_t)  # dead now: the next step writes there
+        out = (x_t, prev_t) if i > 0 and reusable(callback, x_t, prev_t) else None  # dead: the next step writes there
     model.check_finite()
     return x

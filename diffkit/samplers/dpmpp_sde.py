@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import ancestral_split, check_eta, final_step, prepare, spare
+from diffkit.kernels.step_update import StepCoefficients, step_next, step_update
+from diffkit.samplers.base import ancestral_split, check_eta, final_step, prepare, reusable
 from diffkit.samplers.brownian import brownian_for
 
 
@@ -61,8 +61,9 @@ def sample_dpmpp_sde(
             noise = noise_sampler(lam_t, lam_n) if up > 0 else None
             stage2 = StepCoefficients(alpha=a_s, sigma=s_s, cx=an * down / (sk_t * at), c0=an * (1 - down / sk_t) * fac,
                                       c1=an * (1 - down / sk_t) * (1 - fac), cn=an * up)
-            x, x0_s = step_update(x_s, eps_s, stage2, prev=x0, noise=noise, base=x, out=out_n)
-            out_s, out_n = spare(callback, x_s, x0), spare(callback, x_t if i > 0 else None, x0_s)
+            x = step_next(x_s, eps_s, stage2, prev=x0, noise=noise, base=x, out=out_n)  # x0 at s: not needed
+            out_s = (x_s, x0) if reusable(callback, x_s, x0) else None
+            out_n = x_t if i > 0 and reusable(callback, x_t) else None
         if callback is not None:
             callback(i, t, x_t, x0)
     model.check_finite()
