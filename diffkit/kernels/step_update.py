@@ -78,11 +78,7 @@ def step_update_ref(
     next_out, x0_out = (None, None) if out is None else out
     x0 = torch.sub(x, eps, alpha=coeffs.sigma, out=x0_out).div_(coeffs.alpha)  # (x - sigma eps) / alpha
     x_next = torch.mul(x if base is None else base, coeffs.cx, out=next_out).add_(x0, alpha=coeffs.c0)
-    if prev is not None and coeffs.c1 != 0.0:
-        x_next.add_(prev, alpha=coeffs.c1)
-    if noise is not None and coeffs.cn != 0.0:
-        x_next.add_(noise.to(x.dtype), alpha=coeffs.cn)
-    return x_next, x0
+    return _add_history_and_noise(x_next, coeffs, prev, noise), x0
 
 
 def _guided(eps: torch.Tensor, eps_uncond: torch.Tensor | None, guidance: float, dtype: torch.dtype) -> torch.Tensor:
@@ -103,10 +99,15 @@ def _x_next_expanded(x, eps, coeffs, prev, noise, eps_uncond, guidance, base, ou
     else:
         x_next = torch.mul(base, coeffs.cx, out=out).add_(x, alpha=a)
     x_next.add_(eps, alpha=-a * coeffs.sigma)
+    return _add_history_and_noise(x_next, coeffs, prev, noise)
+
+
+def _add_history_and_noise(x_next, coeffs, prev, noise):
+    """x_next += c1 prev + cn noise, in place, skipping absent or zero-weight terms."""
     if prev is not None and coeffs.c1 != 0.0:
         x_next.add_(prev, alpha=coeffs.c1)
     if noise is not None and coeffs.cn != 0.0:
-        x_next.add_(noise.to(x.dtype), alpha=coeffs.cn)
+        x_next.add_(noise.to(x_next.dtype), alpha=coeffs.cn)
     return x_next
 
 
