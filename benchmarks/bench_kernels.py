@@ -3,9 +3,9 @@
     python benchmarks/bench_kernels.py               # needs a CUDA device and triton
     python benchmarks/bench_kernels.py --quick       # fewer shapes
 
-(a) step update (``diffkit.kernels.step_update``) per sampler pattern and state
-    size: microseconds per step, GB/s from the bytes the update must move (each
-    input read once, x_next and x0 written once), that as a % of the GPU's peak
+(a) step update (``diffkit.kernels.step_update``, and ``step_next`` where no x0 is
+    wanted) per sampler pattern and state size: microseconds per step, GB/s from
+    the bytes the update must move (each input read once, x_next and x0 written once), that as a % of the GPU's peak
     bandwidth, and the speedup over the eager reference and over
     ``torch.compile(step_update_ref)``.
 (b) attention: TFLOP/s (4 B H L^2 D flops: two matmuls) of the fused kernel and
@@ -37,10 +37,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from diffkit.bench.machine import machine_info, machine_tag  # noqa: E402
-from diffkit.kernels import StepCoefficients, attention, step_update, step_update_ref  # noqa: E402
+from diffkit.kernels import StepCoefficients, attention, step_next, step_update, step_update_ref  # noqa: E402
 from diffkit.kernels.groupnorm_silu import groupnorm_silu, groupnorm_silu_ref  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+DEVICE = "cuda"  # tests/test_bench_kernels_script.py runs the same code on the CPU, under the Triton interpreter
 
 # Vendor datasheet peaks: (HBM bandwidth in TB/s, dense fp16/bf16 tensor TFLOP/s with fp32
 # accumulation). Matched in order against torch.cuda.get_device_name(); first match wins.
@@ -62,6 +63,7 @@ PEAKS = [
 # (name, which optional inputs, eps dtype): the memory traffic of each sampler family.
 STEP_PATTERNS = [
     ("ddim (x, eps)", (), torch.float16),
+    ("ddim without callback: step_next (x, eps)", ("next_only",), torch.float16),
     ("dpmpp_2m (x, eps, prev)", ("prev",), torch.float16),
     ("dpmpp_2m_sde + cfg (x, eps, eps_u, prev, noise)", ("prev", "noise", "eps_uncond"), torch.float16),
     ("dpmpp_2m_sde + cfg, in-kernel noise", ("prev", "noise_seed", "eps_uncond"), torch.float16),
@@ -101,18 +103,21 @@ def bench_step_update(quick: bool, peak_tb_s: float | None) -> list[dict]:
     coeffs = StepCoefficients(alpha=0.7, sigma=0.71, cx=0.9, c0=0.3, c1=-0.1, cn=0.2)
     for shape in STEP_SHAPES[:2] if quick else STEP_SHAPES:
         for name, optional, eps_dtype in STEP_PATTERNS:
-            x = torch.randn(shape, device="cuda")
-            eps = torch.randn(shape, device="cuda", dtype=eps_dtype)
-            kw = {"eps_uncond": torch.randn(shape, device="cuda", dtype=eps_dtype)} if "eps_uncond" in optional else {}
+            x = torch.randn(shape, device=DEVICE)
+            eps = torch.randn(shape, device=DEVICE, dtype=eps_dtype)
+            kw = {"eps_uncond": torch.randn(shape, device=DEVICE, dtype=eps_dtype)} if "eps_uncond" in optional else {}
             kw |= {"guidance": 7.5} if "eps_uncond" in optional else {}
-            kw |= {"prev": torch.randn(shape, device="cuda")} if "prev" in optional else {}
-            kw |= {"noise": torch.randn(shape, device="cuda")} if "noise" in optional else {}
+            kw |= {"prev": torch.randn(shape, device=DEVICE)} if "prev" in optional else {}
+            kw |= {"noise": torch.randn(shape, device=DEVICE)} if "noise" in optional else {}
             seeded = {"noise_seed": 1, "noise_step": 3} if "noise_seed" in optional else {}
-            fused = lambda: step_update(x, eps, coeffs, **kw, **seeded)  # noqa: E731
+            next_only = "next_only" in optional  # x_next alone: x0 is neither written nor returned
+            fused = lambda: (step_next if next_only else step_update)(x, eps, coeffs, **kw, **seeded)  # noqa: E731
             eager = lambda: step_update_ref(x, eps, coeffs, **kw)  # noqa: E731
-            compiled = fresh_compile(lambda: step_update_ref(x, eps, coeffs, **kw))  # noqa: B023
+            # Inductor drops an unused output, so the compiled peer of step_next computes x_next alone too.
+            compiled = fresh_compile(lambda: step_update_ref(x, eps, coeffs, **kw)[0] if next_only  # noqa: B023
+                                     else step_update_ref(x, eps, coeffs, **kw))  # noqa: B023
             n = x.numel()
-            moved = n * (4 + eps.element_size() + 8) + sum(
+            moved = n * (4 + eps.element_size() + (4 if next_only else 8)) + sum(
                 t.numel() * t.element_size() for t in kw.values() if isinstance(t, torch.Tensor)
             )
             t_fused, t_eager, t_compiled = time_us(fused), time_us(eager), time_us(compiled)
@@ -137,7 +142,7 @@ def bench_attention(quick: bool, peak_tflops: float | None) -> list[dict]:
     for dtype in (torch.float16, torch.bfloat16):
         for batch, heads, head_dim in ATTENTION_CASES:
             for length in ATTENTION_LENGTHS[:2] if quick else ATTENTION_LENGTHS:
-                q, k, v = (torch.randn(batch, heads, length, head_dim, device="cuda", dtype=dtype) for _ in range(3))
+                q, k, v = (torch.randn(batch, heads, length, head_dim, device=DEVICE, dtype=dtype) for _ in range(3))
                 flops = 4 * batch * heads * length * length * head_dim
                 t_fused = time_us(lambda: attention(q, k, v, backend="triton"))  # noqa: B023
                 row = {"dtype": str(dtype).removeprefix("torch."), "batch": batch, "heads": heads,
@@ -173,8 +178,8 @@ def bench_groupnorm_silu(quick: bool, peak_tb_s: float | None) -> list[dict]:
     rows = []
     for dtype in (torch.float16, torch.bfloat16, torch.float32):
         for shape, groups in GROUPNORM_CASES[:2] if quick else GROUPNORM_CASES:
-            x = torch.randn(shape, device="cuda", dtype=dtype)
-            w, b = torch.randn(2, shape[1], device="cuda", dtype=dtype)
+            x = torch.randn(shape, device=DEVICE, dtype=dtype)
+            w, b = torch.randn(2, shape[1], device=DEVICE, dtype=dtype)
             t_fused = time_us(lambda: groupnorm_silu(x, groups, w, b, backend="triton"))  # noqa: B023
             t_eager = time_us(lambda: groupnorm_silu_ref(x, groups, w, b))  # noqa: B023
             t_compiled = time_us(fresh_compile(lambda: groupnorm_silu_ref(x, groups, w, b)))  # noqa: B023
