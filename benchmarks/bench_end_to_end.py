@@ -21,6 +21,7 @@ import json
 import platform
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -47,6 +48,60 @@ def _time(fn, repeats: int) -> list[float]:
     return times
 
 
+def sampling_modes(unet, schedule, x_T: torch.Tensor, steps: int) -> dict[str, Callable[[], torch.Tensor]]:
+    """The eager and the fused run of one deterministic dpmpp_2m loop from ``x_T``."""
+
+    @torch.no_grad()
+    def run() -> torch.Tensor:
+        return diffkit.sample(unet, schedule, "dpmpp_2m", steps=steps, x=x_T)
+
+    def eager() -> torch.Tensor:
+        with reference_kernels(), fused_attention(False):
+            return run()
+
+    def fused() -> torch.Tensor:
+        with fused_attention(True):
+            return run()
+
+    return {"eager": eager, "fused": fused}
+
+
+def capture_graph(fused: Callable[[], torch.Tensor]) -> tuple[Callable[[], None], torch.Tensor]:
+    """``fused`` captured once as a CUDA graph: (replay, the tensor each replay writes)."""
+    fused()  # autotune every kernel before capture: the autotuner must not run inside a graph
+    graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fused()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.cuda.graph(graph):
+        graph_out = fused()
+    return graph.replay, graph_out
+
+
+def summarize(ms_total: dict[str, float], outputs: dict[str, torch.Tensor], batch: int, steps: int) -> dict:
+    """Per mode: ms total / per sample / per step, speedup and max |difference| against eager."""
+    return {
+        name: {"ms_total": ms, "ms_per_sample": ms / batch, "ms_per_step": ms / steps,
+               "speedup_vs_eager": ms_total["eager"] / ms,
+               "max_abs_diff_vs_eager": (outputs[name] - outputs["eager"]).abs().max().item()}
+        for name, ms in ms_total.items()
+    }
+
+
+def to_markdown(results: dict, config: dict, machine: dict) -> str:
+    lines = [f"# End to end: {config['model']}, batch {config['batch']}, {config['steps']} steps of "
+             f"{config['sampler']}, {config['dtype']}",
+             "", f"Device: {machine['device']}; torch {machine['torch']}; median of {config['repeats']} runs.", "",
+             "| mode | ms total | ms/sample | ms/step | speedup vs eager | max abs diff vs eager |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['ms_total']:.1f} | {r['ms_per_sample']:.3f} | {r['ms_per_step']:.2f} | "
+                     f"{r['speedup_vs_eager']:.2f}x | {r['max_abs_diff_vs_eager']:.2e} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -64,58 +119,26 @@ def main(argv: list[str] | None = None) -> int:
     schedule = diffkit.schedules.Linear()
     unet = build_unet("ddpm_cifar10").to(device=device, dtype=dtype).eval()
     x_T = torch.randn(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    runs = sampling_modes(unet, schedule, x_T, args.steps)
+    runs["fused+graph"], graph_out = capture_graph(runs["fused"])
 
-    @torch.no_grad()
-    def run() -> torch.Tensor:
-        return diffkit.sample(unet, schedule, "dpmpp_2m", steps=args.steps, x=x_T)
-
-    def eager() -> torch.Tensor:
-        with reference_kernels(), fused_attention(False):
-            return run()
-
-    def fused() -> torch.Tensor:
-        with fused_attention(True):
-            return run()
-
-    fused()  # autotune every kernel before capture: the autotuner must not run inside a graph
-    graph = torch.cuda.CUDAGraph()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fused()
-    torch.cuda.current_stream().wait_stream(side)
-    with torch.cuda.graph(graph):
-        graph_out = fused()
-
-    outputs = {"eager": eager(), "fused": fused()}
-    graph.replay()
+    outputs = {"eager": runs["eager"](), "fused": runs["fused"]()}
+    runs["fused+graph"]()
     torch.cuda.synchronize()
     outputs["fused+graph"] = graph_out.clone()
-    runs = {"eager": eager, "fused": fused, "fused+graph": graph.replay}
-    results = {}
-    for name, fn in runs.items():
-        ms = statistics.median(_time(fn, args.repeats))
-        results[name] = {"ms_total": ms, "ms_per_sample": ms / args.batch, "ms_per_step": ms / args.steps,
-                         "max_abs_diff_vs_eager": (outputs[name] - outputs["eager"]).abs().max().item()}
-    for name in results:
-        results[name]["speedup_vs_eager"] = results["eager"]["ms_total"] / results[name]["ms_total"]
+    ms_total = {name: statistics.median(_time(fn, args.repeats)) for name, fn in runs.items()}
+    results = summarize(ms_total, outputs, args.batch, args.steps)
 
     machine = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "host": platform.node()}
     config = {"model": "ddpm_cifar10", "batch": args.batch, "steps": args.steps, "sampler": "dpmpp_2m",
               "dtype": args.dtype, "repeats": args.repeats}
-    lines = [f"# End to end: ddpm_cifar10, batch {args.batch}, {args.steps} steps of dpmpp_2m, {args.dtype}",
-             "", f"Device: {machine['device']}; torch {machine['torch']}; median of {args.repeats} runs.", "",
-             "| mode | ms total | ms/sample | ms/step | speedup vs eager | max abs diff vs eager |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['ms_total']:.1f} | {r['ms_per_sample']:.3f} | {r['ms_per_step']:.2f} | "
-                     f"{r['speedup_vs_eager']:.2f}x | {r['max_abs_diff_vs_eager']:.2e} |")
-    print("\n".join(lines))
+    markdown = to_markdown(results, config, machine)
+    print(markdown, end="")
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "end_to_end-" + machine["device"].replace(" ", "_")
     (args.out / f"{stem}.json").write_text(json.dumps({"machine": machine, "config": config, "results": results},
                                                       indent=2))
-    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown)
     return 0
 
 

@@ -41,7 +41,7 @@ from diffkit.kernels import StepCoefficients, attention, step_next, step_update,
 from diffkit.kernels.groupnorm_silu import groupnorm_silu, groupnorm_silu_ref  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-DEVICE = "cuda"  # tests/test_bench_kernels_script.py runs the same code on the CPU, under the Triton interpreter
+DEVICE = "cuda"  # tests/test_bench_gpu_scripts.py runs the same code on the CPU, under the Triton interpreter
 
 # Vendor datasheet peaks: (HBM bandwidth in TB/s, dense fp16/bf16 tensor TFLOP/s with fp32
 # accumulation). Matched in order against torch.cuda.get_device_name(); first match wins.

@@ -192,7 +192,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str
     ``backend``: "sdpa" (``F.scaled_dot_product_attention``), "triton" (the fused
     kernel, or its reference where Triton or a GPU is absent or autograd needs a
     graph: the kernel is forward only), "reference"
-    (:func:`attention_ref`), or "auto": SDPA unless :func:`fused_attention_enabled`.
+    (:func:`attention_ref`), or "auto": SDPA unless :func:`fused_attention_enabled` and
+    the kernel can run on these tensors (CUDA and Triton, no autograd graph wanted).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -208,7 +209,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str
         )
     if backend == "auto":
         kernel_takes = q.shape[-1] in SUPPORTED_HEAD_DIMS and q.dtype in _KERNEL_DTYPES
-        fused = fused_attention_enabled() and q.is_cuda and kernel_takes
+        # Only where the kernel itself runs (CUDA, or the interpreter in tests): its reference,
+        # which materialises the scores, is never picked over SDPA.
+        fused = fused_attention_enabled() and kernel_takes and use_triton(q, k, v)
         backend = "triton" if fused else "sdpa"
     if backend == "sdpa":
         return F.scaled_dot_product_attention(q, k, v)
