@@ -3,7 +3,7 @@
 Three ways to run the same deterministic sampling loop from the same x_T:
 
 1. eager      -- every launcher on its plain-PyTorch reference, attention through SDPA;
-2. fused      -- the fused Triton step update and the fused attention kernel;
+2. fused      -- the fused Triton step update, attention and GroupNorm+SiLU kernels;
 3. fused+graph -- (2) captured once as a CUDA graph and replayed: the loop has no
                   host-device synchronisation (tested on meta tensors), so capture works.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 import diffkit
-from diffkit.kernels import fused_attention, reference_kernels
+from diffkit.kernels import fused_attention, fused_groupnorm_silu, reference_kernels
 from diffkit.unet import build_unet
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -56,11 +56,11 @@ def sampling_modes(unet, schedule, x_T: torch.Tensor, steps: int) -> dict[str, C
         return diffkit.sample(unet, schedule, "dpmpp_2m", steps=steps, x=x_T)
 
     def eager() -> torch.Tensor:
-        with reference_kernels(), fused_attention(False):
+        with reference_kernels(), fused_attention(False), fused_groupnorm_silu(False):
             return run()
 
     def fused() -> torch.Tensor:
-        with fused_attention(True):
+        with fused_attention(True), fused_groupnorm_silu(True):
             return run()
 
     return {"eager": eager, "fused": fused}

@@ -17,9 +17,9 @@
 Times are medians of ``triton.testing.do_bench`` (CUDA events, L2 flushed
 between repeats). A speedup is t_peer / t_kernel: above 1 the kernel is faster.
 ``attention(backend="auto")`` keeps SDPA unless (b) shows the kernel at least as
-fast as SDPA's default at the U-Net's shapes; then flip
-``diffkit.kernels.attention._FUSED_ATTENTION_MEASURED_FASTER`` (likewise (c) and
-``groupnorm_silu``). Results: benchmarks/results/kernels-<machine>.json and .md.
+fast as SDPA's default at the U-Net's shapes; then set ``measured_faster=True`` in
+``diffkit/kernels/attention.py``'s ``AutoPolicy`` (likewise (c) and
+``groupnorm_silu.py``, against eager and torch.compile). Results: benchmarks/results/kernels-<machine>.json and .md.
 """
 
 from __future__ import annotations

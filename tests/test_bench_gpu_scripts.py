@@ -70,25 +70,28 @@ def counted(fn, counts, name):
 
 
 def test_end_to_end_modes_agree_and_tabulate(monkeypatch):
-    # ddpm_cifar10's layout, narrowed: attention at 4x4 with a 64-wide head, as the real model's 256-wide one.
-    config = UNetConfig(channels=32, channel_mult=(1, 2), resolution=8, attention_resolutions=(4,), groups=8,
-                        dropout=0.0)
+    # ddpm_cifar10's layout, narrowed (the interpreter runs each kernel program in Python):
+    # attention at 4x4 with one 64-wide head, as the real model's one 256-wide head at 16x16.
+    config = UNetConfig(channels=32, channel_mult=(1, 2), num_res_blocks=1, resolution=8,
+                        attention_resolutions=(4,), groups=4, dropout=0.0)
     unet = UNet.from_config(config).eval()
-    x_T = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    runs = e2e.sampling_modes(unet, Linear(), x_T, steps=4)
-    launches = {"attention": 0, "step_update": 0}
+    x_T = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    runs = e2e.sampling_modes(unet, Linear(), x_T, steps=2)
+    launches = {"attention": 0, "step_update": 0, "groupnorm_silu": 0}
     for name in launches:  # count the kernels' launches: "fused" must run them, "eager" must not
         module = sys.modules[f"diffkit.kernels.{name}"]
         monkeypatch.setattr(module, "_launch", counted(module._launch, launches, name))
     outputs = {"eager": runs["eager"]()}
-    assert launches == {"attention": 0, "step_update": 0}
+    assert launches == {"attention": 0, "step_update": 0, "groupnorm_silu": 0}
     outputs["fused"] = runs["fused"]()
-    assert launches == {"attention": 4 * 6, "step_update": 4}  # 6 attention blocks at 4x4 (2 down, mid, 3 up)
+    # Per step: 4 attention blocks at 4x4 (1 down, 1 mid, 2 up); 8 ResBlocks with two GroupNorm+SiLU
+    # each (2 down, 2 mid, 4 up) and the output head's; one update.
+    assert launches == {"attention": 2 * 4, "step_update": 2, "groupnorm_silu": 2 * (2 * 8 + 1)}
     # Same loop, float32 throughout: the fused attention and update differ from SDPA and the eager
     # update by summation order only (a few ulps per step of |x0| <= ~1/alpha_999 ~ 160).
     torch.testing.assert_close(outputs["fused"], outputs["eager"], rtol=1e-4, atol=1e-4)
-    results = e2e.summarize({"eager": 2.0, "fused": 1.0}, outputs, batch=2, steps=4)
+    results = e2e.summarize({"eager": 2.0, "fused": 1.0}, outputs, batch=1, steps=2)
     assert results["fused"]["speedup_vs_eager"] == 2.0 and results["eager"]["max_abs_diff_vs_eager"] == 0.0
-    md = e2e.to_markdown(results, {"model": "narrow", "batch": 2, "steps": 4, "sampler": "dpmpp_2m",
+    md = e2e.to_markdown(results, {"model": "narrow", "batch": 1, "steps": 2, "sampler": "dpmpp_2m",
                                    "dtype": "fp32", "repeats": 1}, {"device": "stand-in", "torch": torch.__version__})
     assert md.count("\n| ") == 1 + len(results)

@@ -13,7 +13,13 @@ import torch
 
 from test_kernels_backend import DEVICE, kernels_run  # noqa: F401  (the fixture below)
 
-from diffkit.kernels.groupnorm_silu import fused_groupnorm_silu_enabled, groupnorm_silu, groupnorm_silu_ref
+from diffkit.kernels import reference_kernels
+from diffkit.kernels.groupnorm_silu import (
+    fused_groupnorm_silu,
+    fused_groupnorm_silu_enabled,
+    groupnorm_silu,
+    groupnorm_silu_ref,
+)
 
 pytestmark = pytest.mark.usefixtures("kernels_run")
 
@@ -81,6 +87,21 @@ def test_auto_is_eager_until_a_benchmark_shows_the_kernel_faster():
     assert not fused_groupnorm_silu_enabled()
     x, w, b = inputs((2, 6, 5, 7), torch.float32)
     torch.testing.assert_close(groupnorm_silu(x, 3, w, b), groupnorm_silu_ref(x, 3, w, b), rtol=0, atol=0)
+
+
+def test_auto_runs_the_kernel_only_where_it_can(monkeypatch):
+    ran = []
+    module = sys.modules["diffkit.kernels.groupnorm_silu"]
+    launch = module._launch
+    monkeypatch.setattr(module, "_launch", lambda *args: ran.append(1) or launch(*args))
+    x, w, b = inputs((2, 6, 5, 7), torch.float32)
+    with fused_groupnorm_silu():
+        groupnorm_silu(x, 3, w, b)  # the kernel runs here (GPU, or the interpreter on CPU)
+        assert ran == [1]
+        with reference_kernels():  # where it cannot, eager answers
+            groupnorm_silu(x, 3, w, b)
+        groupnorm_silu(x.double(), 3, w.double(), b.double())  # a dtype it does not take: eager, no error
+        assert ran == [1]
 
 
 def test_rejects_bad_input():

@@ -12,7 +12,7 @@ on the first launch, never by ``import diffkit``.
 
 from diffkit.kernels._backend import reference_kernels
 from diffkit.kernels.attention import attention, attention_ref, fused_attention
-from diffkit.kernels.groupnorm_silu import groupnorm_silu, groupnorm_silu_ref
+from diffkit.kernels.groupnorm_silu import fused_groupnorm_silu, groupnorm_silu, groupnorm_silu_ref
 from diffkit.kernels.philox import philox_normal_ref
 from diffkit.kernels.step_update import StepCoefficients, step_next, step_update, step_update_ref
 
@@ -21,6 +21,7 @@ __all__ = [
     "attention",
     "attention_ref",
     "fused_attention",
+    "fused_groupnorm_silu",
     "groupnorm_silu",
     "groupnorm_silu_ref",
     "philox_normal_ref",

@@ -45,6 +45,31 @@ def reference_kernels() -> Iterator[None]:
         _REFERENCE_ONLY.reset(token)
 
 
+class AutoPolicy:
+    """Whether a launcher's ``backend="auto"`` picks its fused kernel.
+
+    ``measured_faster`` is the default, written in the kernel's module and set to
+    True only with a ``benchmarks/results/`` entry showing the kernel faster on a
+    GPU; :meth:`forced` overrides it while inside (benchmarks compare both ways).
+    """
+
+    def __init__(self, name: str, *, measured_faster: bool) -> None:
+        self.measured_faster = measured_faster
+        self._override: contextvars.ContextVar[bool | None] = contextvars.ContextVar(f"diffkit_{name}", default=None)
+
+    def enabled(self) -> bool:
+        override = self._override.get()
+        return self.measured_faster if override is None else override
+
+    @contextlib.contextmanager
+    def forced(self, enabled: bool = True) -> Iterator[None]:
+        token = self._override.set(bool(enabled))
+        try:
+            yield
+        finally:
+            self._override.reset(token)
+
+
 @functools.cache
 def triton_installed() -> bool:
     """True when the ``triton`` package can be imported."""

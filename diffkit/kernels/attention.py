@@ -28,40 +28,29 @@ shows the kernel at least as fast as SDPA; none has been run yet.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
-from diffkit.kernels._backend import in_layout, interpreting, lazy_kernels, use_triton
+from diffkit.kernels._backend import AutoPolicy, in_layout, interpreting, lazy_kernels, use_triton
 
 SUPPORTED_HEAD_DIMS = (32, 64, 128, 256)
 _KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 BACKENDS = ("auto", "sdpa", "triton", "reference")
 
-# Flip to True only with a benchmarks/results/ entry showing the kernel >= SDPA on the target GPU.
-_FUSED_ATTENTION_MEASURED_FASTER = False
-
-
-_FUSED_OVERRIDE: contextvars.ContextVar[bool | None] = contextvars.ContextVar("diffkit_fused_attention", default=None)
+# measured_faster: True only with a benchmarks/results/ entry showing the kernel >= SDPA on the target GPU.
+_AUTO = AutoPolicy("fused_attention", measured_faster=False)
 
 
 def fused_attention_enabled() -> bool:
-    """Whether ``backend="auto"`` uses the fused kernel (on CUDA); False until a GPU benchmark says otherwise."""
-    override = _FUSED_OVERRIDE.get()
-    return _FUSED_ATTENTION_MEASURED_FASTER if override is None else override
+    """Whether ``backend="auto"`` uses the fused kernel where it runs; False until a GPU benchmark says otherwise."""
+    return _AUTO.enabled()
 
 
-@contextlib.contextmanager
-def fused_attention(enabled: bool = True) -> Iterator[None]:
+def fused_attention(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
     """Make ``backend="auto"`` use (or avoid) the fused kernel while inside, e.g. in the U-Net (benchmarks)."""
-    token = _FUSED_OVERRIDE.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _FUSED_OVERRIDE.reset(token)
+    return _AUTO.forced(enabled)
 
 
 def attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

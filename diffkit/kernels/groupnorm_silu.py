@@ -30,24 +30,32 @@ shown the kernel faster yet (``benchmarks/bench_kernels.py`` measures it).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
-from diffkit.kernels._backend import in_layout, interpreting, lazy_kernels, use_triton
+from diffkit.kernels._backend import AutoPolicy, in_layout, interpreting, lazy_kernels, use_triton
 
 BACKENDS = ("auto", "eager", "triton")
 _KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
-# Flip to True only with a benchmarks/results/ entry showing the kernel faster than eager on the target GPU.
-_FUSED_GROUPNORM_SILU_MEASURED_FASTER = False
+# measured_faster: True only with a benchmarks/results/ entry showing the kernel faster than eager and
+# than torch.compile of the pair on the target GPU.
+_AUTO = AutoPolicy("fused_groupnorm_silu", measured_faster=False)
 
 # Programs to aim for across both grids: enough to keep every SM of a large GPU busy.
 _TARGET_PROGRAMS = 1024
 
 
 def fused_groupnorm_silu_enabled() -> bool:
-    """Whether ``backend="auto"`` uses the fused kernel (on CUDA); False until a GPU benchmark says otherwise."""
-    return _FUSED_GROUPNORM_SILU_MEASURED_FASTER
+    """Whether ``backend="auto"`` uses the fused kernel where it runs; False until a GPU benchmark says otherwise."""
+    return _AUTO.enabled()
+
+
+def fused_groupnorm_silu(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Make ``backend="auto"`` use (or avoid) the fused kernel while inside, e.g. in the U-Net (benchmarks)."""
+    return _AUTO.forced(enabled)
 
 
 def groupnorm_silu_ref(
@@ -218,7 +226,8 @@ def groupnorm_silu(
     ``backend``: "eager" (:func:`groupnorm_silu_ref`), "triton" (the fused
     kernel, output contiguous, or the reference where Triton or a GPU is absent
     or autograd needs a graph: the kernel is forward only),
-    or "auto": eager unless :func:`fused_groupnorm_silu_enabled`.
+    or "auto": eager unless :func:`fused_groupnorm_silu_enabled` and the kernel can
+    run on these tensors (CUDA and Triton, no autograd graph wanted).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown groupnorm_silu backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -230,7 +239,9 @@ def groupnorm_silu(
                 f"{name} must have shape ({x.shape[1]},) on {x.device}; got {tuple(t.shape)} on {t.device}"
             )
     if backend == "auto":
-        backend = "triton" if fused_groupnorm_silu_enabled() and x.is_cuda else "eager"
+        # Only where the kernel itself runs (CUDA, or the interpreter in tests), never its fallback.
+        fused = fused_groupnorm_silu_enabled() and x.dtype in _KERNEL_DTYPES and use_triton(x, weight, bias)
+        backend = "triton" if fused else "eager"
     if backend == "eager":
         return groupnorm_silu_ref(x, num_groups, weight, bias, eps)
     if x.dtype not in _KERNEL_DTYPES:

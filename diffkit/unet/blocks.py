@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffkit.kernels.attention import attention
+from diffkit.kernels.groupnorm_silu import groupnorm_silu
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, *, freq_shift: float, flip_sin_to_cos: bool) -> torch.Tensor:
@@ -46,6 +47,11 @@ class TimeEmbedding(nn.Module):
         return self.linear_2(F.silu(self.linear_1(emb)))
 
 
+def norm_silu(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """SiLU(norm(x)) through :func:`diffkit.kernels.groupnorm_silu` (eager unless its fused kernel is switched on)."""
+    return groupnorm_silu(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+
+
 class ResBlock(nn.Module):
     """GroupNorm -> SiLU -> conv -> (+ projected time embedding) -> GroupNorm -> SiLU -> dropout -> conv, plus skip."""
 
@@ -65,9 +71,9 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv_2.bias)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv_1(F.silu(self.norm_1(x)))
+        h = self.conv_1(norm_silu(self.norm_1, x))
         h = h + self.time_proj(F.silu(emb))[:, :, None, None]
-        h = self.conv_2(self.dropout(F.silu(self.norm_2(h))))
+        h = self.conv_2(self.dropout(norm_silu(self.norm_2, h)))
         return (x if self.skip is None else self.skip(x)) + h
 
 

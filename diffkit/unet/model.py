@@ -23,10 +23,9 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from diffkit.unet.blocks import AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample
+from diffkit.unet.blocks import AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample, norm_silu
 from diffkit.unet.config import UNetConfig
 
 
@@ -206,7 +205,7 @@ class UNet(nn.Module):
         h = self.mid(h, emb)
         for level in self.up:
             h = level(h, emb, skips)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(norm_silu(self.norm_out, h))
 
     def _check_inputs(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Validate shapes (host-side only, no device sync) and return t broadcast to [B]."""
