@@ -101,3 +101,18 @@ def test_no_reuse_while_autograd_records():
     x = diffkit.sample(lambda x, t: weight * x, Linear(), "dpmpp_2m", steps=5, x=fixed(0))
     x.sum().backward()
     assert weight.grad is not None and torch.isfinite(weight.grad)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_noise_drawn_into_a_buffer_is_the_same_draw(per_sample):
+    def generators():
+        seeds = range(SHAPE[0]) if per_sample else [5]
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        return gens if per_sample else gens[0]
+
+    fresh = base.randn(SHAPE, generators(), torch.device("cpu"), torch.float32)
+    buffer = torch.full(SHAPE, float("nan"))
+    assert base.randn(SHAPE, generators(), torch.device("cpu"), torch.float32, out=buffer) is buffer
+    torch.testing.assert_close(buffer, fresh, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="out must be a torch.float16 tensor"):
+        base.randn(SHAPE, generators(), torch.device("cpu"), torch.float16, out=buffer)
