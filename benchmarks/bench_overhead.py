@@ -18,7 +18,8 @@ What each side includes (timed from x_T to the returned sample):
   own cost per call is reported separately.
 
 Noise: for the SDE samplers every side draws ``torch.randn`` from a generator per
-noise call (dpmpp_sde and k-diffusion get it through a noise sampler), so the cost
+noise call (dpmpp_sde and k-diffusion get it through a noise sampler, which draws
+into one reused buffer on every side), so the cost
 of a Brownian tree, which is the noise source's and not the sampler's, is left out.
 Every draw costs the same on every side (one seed-compatible ``torch.randn``), and on a CPU it is
 most of a stochastic sampler's step at the large shape (a Mersenne-Twister draw of 262,144
@@ -110,8 +111,14 @@ def machine(device: torch.device = CPU) -> dict:
 
 
 def _randn_noise(shape, dtype, device: torch.device = CPU) -> Callable[..., torch.Tensor]:
+    """The SDE samplers' ``noise_sampler`` on every side: seeded randn, drawn into one buffer.
+
+    Every library uses a draw before it asks for the next, so one buffer serves them all; a
+    fresh tensor per draw would add page faults that belong to the noise source, not the sampler.
+    """
     g = _generator(5, device)
-    return lambda a, b: torch.randn(shape, generator=g, dtype=dtype, device=device)
+    buffer = torch.empty(shape, dtype=dtype, device=device)
+    return lambda a, b: torch.randn(shape, generator=g, dtype=dtype, device=device, out=buffer)
 
 
 def _brownian_sides(shape, steps: int, dtype, device: torch.device = CPU) -> dict[str, Callable[[], object]]:
