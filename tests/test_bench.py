@@ -72,5 +72,12 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
         assert 0 < sec[key]["sw2"] < 1 and 0 <= sec[key]["mode_tv"] < 0.5
     lat = results["latency"]
     assert all(r["seconds_per_eval"] > 0 for r in lat["evals"])
+    # Overhead vs peers counts every side's noise draws of x's size: none for the deterministic
+    # samplers, two per step but the last (whose single model call is the data prediction) for dpmpp_sde.
+    peer_rows = {r["sampler"]: r for r in lat["peer_overhead"]}
+    assert set(peer_rows) == set(samplers)
+    for name, r in peer_rows.items():
+        expected = 2 * (r["steps"] - 1) if name == "dpmpp_sde" else 0
+        assert set(r["noise_draws"].values()) == {expected}, (name, r["noise_draws"])
     assert all(r["seconds"] > 0 and r["seconds_per_sample"] > 0 for r in lat["runs"])
     assert all(0 < r["seconds_per_step"] for r in lat["overhead"])
