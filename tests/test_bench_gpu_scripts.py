@@ -9,11 +9,10 @@ eager and fused runs) and on their tables. Only the CUDA-graph capture is left t
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 import torch
-from test_kernels_backend import DEVICE, kernels_run  # noqa: F401  (the fixture below)
+from test_kernels_backend import DEVICE, count_launches, kernels_run  # noqa: F401  (the fixture below)
 
 from benchmarks import bench_end_to_end as e2e
 from benchmarks import bench_kernels as bk
@@ -61,14 +60,6 @@ def test_every_section_runs_and_tabulates(tiny):
     assert md.count("\n| ") == 3 + len(steps) + len(result["attention"]) + len(result["groupnorm_silu"])
 
 
-def counted(fn, counts, name):
-    def wrapper(*args, **kwargs):
-        counts[name] += 1
-        return fn(*args, **kwargs)
-
-    return wrapper
-
-
 def test_end_to_end_modes_agree_and_tabulate(monkeypatch):
     # ddpm_cifar10's layout, narrowed (the interpreter runs each kernel program in Python):
     # attention at 4x4 with one 64-wide head, as the real model's one 256-wide head at 16x16.
@@ -77,10 +68,7 @@ def test_end_to_end_modes_agree_and_tabulate(monkeypatch):
     unet = UNet.from_config(config).eval()
     x_T = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     runs = e2e.sampling_modes(unet, Linear(), x_T, steps=2)
-    launches = {"attention": 0, "step_update": 0, "groupnorm_silu": 0}
-    for name in launches:  # count the kernels' launches: "fused" must run them, "eager" must not
-        module = sys.modules[f"diffkit.kernels.{name}"]
-        monkeypatch.setattr(module, "_launch", counted(module._launch, launches, name))
+    launches = count_launches(monkeypatch, "attention", "step_update", "groupnorm_silu")  # fused runs them
     outputs = {"eager": runs["eager"]()}
     assert launches == {"attention": 0, "step_update": 0, "groupnorm_silu": 0}
     outputs["fused"] = runs["fused"]()

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from test_kernels_backend import DEVICE, kernels_run  # noqa: F401  (the fixture below)
+from test_kernels_backend import DEVICE, count_launches, kernels_run  # noqa: F401  (the fixture below)
 
 from diffkit.kernels import attention, attention_ref, fused_attention, reference_kernels
 from diffkit.kernels.attention import BACKENDS, SUPPORTED_HEAD_DIMS, fused_attention_enabled
@@ -78,18 +78,16 @@ def test_auto_is_sdpa_until_a_benchmark_shows_the_kernel_faster():
 
 
 def test_auto_runs_the_kernel_only_where_it_can(monkeypatch):
-    ran = []
-    module = sys.modules["diffkit.kernels.attention"]
-    launch = module._launch
-    monkeypatch.setattr(module, "_launch", lambda *qkv_: ran.append(1) or launch(*qkv_))
+    launches = count_launches(monkeypatch, "attention")
     q, k, v = qkv((1, 2, 9, 32), torch.float32)
     with fused_attention():
         attention(q, k, v)  # the kernel runs here (GPU, or the interpreter on CPU)
-        assert ran == [1]
+        assert launches == {"attention": 1}
         with reference_kernels():  # where it cannot, SDPA answers, never the reference
+            module = sys.modules["diffkit.kernels.attention"]
             monkeypatch.setattr(module, "attention_ref", lambda *qkv_: pytest.fail("auto ran the reference"))
             torch.testing.assert_close(attention(q, k, v), F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
-        assert ran == [1]
+        assert launches == {"attention": 1}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -36,6 +36,20 @@ def kernels_run():
         yield
 
 
+def count_launches(monkeypatch, *kernels: str) -> dict[str, int]:
+    """Launches of each ``diffkit.kernels.<kernel>`` Triton kernel from now on (its ``_launch``), by name."""
+    counts = dict.fromkeys(kernels, 0)
+    for name in kernels:
+        module = sys.modules[f"diffkit.kernels.{name}"]
+
+        def counted(*args, _launch=module._launch, _name=name, **kwargs):
+            counts[_name] += 1
+            return _launch(*args, **kwargs)
+
+        monkeypatch.setattr(module, "_launch", counted)
+    return counts
+
+
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
