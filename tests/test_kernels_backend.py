@@ -36,6 +36,29 @@ def kernels_run():
         yield
 
 
+def assert_error_within_eager(got: torch.Tensor, eager: torch.Tensor, exact: torch.Tensor) -> None:
+    """A kernel's error against float64 stays within eager PyTorch's at the same precision, measured in this run.
+
+    Two statistics, each with one rounding of the output added. The RMS error averages
+    thousands of independent roundings and concentrates: the kernel's stays within 2x
+    eager's on any CPU. The maximum is one extreme draw of them, and it moves by 2-3x
+    between machines as eager's BLAS changes its reduction order (Intel vs AMD), so it
+    gets 8x: still orders of magnitude below what one wrong element (an indexing or
+    masking bug) costs. Both bounds scale with the eager error of the same inputs, so
+    they need no constant that one CPU happens to meet.
+    """
+    assert got.dtype == eager.dtype and got.shape == exact.shape, (got.dtype, eager.dtype, got.shape, exact.shape)
+    if exact.numel() == 0:
+        return
+    half_ulp = torch.finfo(got.dtype).eps / 2
+    err_got, err_eager = got.double() - exact, eager.double() - exact
+    rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
+    rms_got, rms_eager = rms(err_got), rms(err_eager)
+    assert rms_got <= 2 * rms_eager + half_ulp * rms(exact), ("rms", rms_got, rms_eager)
+    max_got, max_eager = err_got.abs().max().item(), err_eager.abs().max().item()
+    assert max_got <= 8 * max_eager + half_ulp * exact.abs().max().item(), ("max", max_got, max_eager)
+
+
 def count_launches(monkeypatch, *kernels: str) -> dict[str, int]:
     """Launches of each ``diffkit.kernels.<kernel>`` Triton kernel from now on (its ``_launch``), by name."""
     counts = dict.fromkeys(kernels, 0)
