@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python -m benchmarks.digits_quality            # ~10-20 min on one CPU core
     python -m benchmarks.digits_quality --n 200 --steps 10 20        # quicker, noisier
 
-Writes ``benchmarks/results/digits_quality.json`` and ``.md``. Metrics (see diffkit.evaluate):
+Writes ``benchmarks/results/digits_quality.json`` and ``.md``. Metrics (see diffkit.digits.evaluate):
 classifier accuracy of class-conditional samples (balanced labels) and the 64-D pixel-space
 Frechet distance against the 297 held-out digits, next to the real-vs-real floor with the same
 set sizes (the first n train-split digits vs the held-out split). The sampler table uses no
@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from diffkit.bench.machine import cpu_model
-from diffkit.evaluate import classifier, evaluate_sampler, real_fd_floor
-from diffkit.pretrained import DIGITS_WEIGHTS, load_pretrained
+from diffkit.digits.evaluate import classifier, evaluate_sampler, real_fd_floor
+from diffkit.digits.pretrained import DIGITS_WEIGHTS, load_pretrained
 from diffkit.samplers import SAMPLERS
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -6,9 +6,11 @@
     x0 = diffkit.sample(model, schedule, "dpmpp_2m", steps=20, shape=(1000, 2))
 """
 
-from diffkit import conversions, models, schedules
+from diffkit import _deprecated, conversions, models, schedules
 from diffkit.samplers import SAMPLERS, sample
 from diffkit.schedules import timesteps
 
 __all__ = ["SAMPLERS", "conversions", "models", "sample", "schedules", "timesteps"]
 __version__ = "0.1.0"
+
+_deprecated.install()  # 0.1 import paths (diffkit.pretrained, ...) keep working, with a warning

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the embedded digits model, diffkit/weights/digits.safetensors (EMA weights):
+# Reproduce the embedded digits model, diffkit/digits/weights/digits.safetensors (EMA weights):
 #
 #   bash scripts/train_digits.sh            # from the repository root, after `pip install -e .[dev]`
 #
@@ -20,4 +20,4 @@ OMP_NUM_THREADS="$THREADS" python -m diffkit train --dataset digits --preset dig
     --steps 4000 --batch-size 128 --lr 1e-3 --warmup 200 --ema-decay 0.999 --grad-clip 1.0 \
     --label-dropout 0.1 --seed 0 --threads "$THREADS" \
     --checkpoint runs/digits_ckpt.safetensors --checkpoint-every 250 \
-    --out diffkit/weights/digits.safetensors "$@"
+    --out diffkit/digits/weights/digits.safetensors "$@"

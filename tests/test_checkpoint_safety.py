@@ -10,8 +10,9 @@ import shlex
 import pytest
 import torch
 
-import diffkit.unet.checkpoint as checkpoint
-from diffkit.unet import UNet, load_diffusers_unet, load_unet, load_weights, save_unet, save_weights
+import diffkit.io.weights as checkpoint
+from diffkit.io.weights import load_diffusers_unet, load_unet, load_weights, save_unet, save_weights
+from diffkit.unet import UNet
 
 TINY = dict(in_channels=1, channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
             resolution=8, groups=4, num_classes=3)  # fmt: skip

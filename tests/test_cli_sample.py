@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from diffkit.cli import main
-from diffkit.png import image_grid, png_bytes
-from diffkit.pretrained import DIGITS_WEIGHTS, save_pretrained
+from diffkit.io.png import image_grid, png_bytes
+from diffkit.digits.pretrained import DIGITS_WEIGHTS
+from diffkit.io.pretrained import save_pretrained
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
 

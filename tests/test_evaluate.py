@@ -1,4 +1,4 @@
-"""diffkit.evaluate: Frechet distance against its closed forms, the classifier, sampling, the embedded model."""
+"""diffkit.digits.evaluate: Frechet distance against its closed forms, the classifier, sampling, the embedded model."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from diffkit.data import load_digits
-from diffkit.evaluate import (
+from diffkit.digits.data import load_digits
+from diffkit.digits.evaluate import (
     balanced_labels,
     classifier,
     digits_fd,
@@ -17,7 +17,7 @@ from diffkit.evaluate import (
     real_fd_floor,
     sample_digits,
 )
-from diffkit.pretrained import DIGITS_WEIGHTS, load_pretrained
+from diffkit.digits.pretrained import DIGITS_WEIGHTS, load_pretrained
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
 

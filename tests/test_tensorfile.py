@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from diffkit.tensorfile import DTYPES, parse_safetensors, read_tensors, safetensors_bytes, save_tensors
+from diffkit.io.tensorfile import DTYPES, parse_safetensors, read_tensors, safetensors_bytes, save_tensors
 
 safetensors_torch = pytest.importorskip("safetensors.torch")
 

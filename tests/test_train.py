@@ -1,4 +1,4 @@
-"""diffkit.train: the DDPM objective, exact resume, safe atomic checkpoints, and the ``diffkit train`` CLI."""
+"""diffkit.digits.train: the DDPM objective, exact resume, safe atomic checkpoints, and the ``diffkit train`` CLI."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from safetensors import safe_open
 from torch import nn
 
 from diffkit.cli import main
-from diffkit.data import NUM_TRAIN, load_digits
-from diffkit.pretrained import load_pretrained, safetensors_bytes, save_pretrained
+from diffkit.digits.data import NUM_TRAIN, load_digits
+from diffkit.io.pretrained import load_pretrained, save_pretrained
+from diffkit.io.tensorfile import safetensors_bytes
 from diffkit.schedules import Cosine, Linear
-from diffkit.train import TrainOptions, train
+from diffkit.digits.train import TrainOptions, train
 from diffkit.unet import UNet, UNetConfig
 
 NUM_CLASSES = 3

@@ -11,6 +11,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from diffkit.conversions import eps_from_v, eps_from_x0  # noqa: E402
+from diffkit.io.weights import load_diffusers_unet  # noqa: E402
 from diffkit.schedules import Linear  # noqa: E402
 from diffkit.unet import (  # noqa: E402
     PRESETS,
@@ -18,7 +19,6 @@ from diffkit.unet import (  # noqa: E402
     UNet,
     convert_diffusers_state_dict,
     diffusers_key_table,
-    load_diffusers_unet,
     unet_config_from_diffusers,
 )
 from diffkit.unet.diffusers_weights import DIFFUSERS_DEFAULTS  # noqa: E402

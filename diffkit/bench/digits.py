@@ -1,8 +1,8 @@
 """Quality on the embedded trained digits model: FD, classifier accuracy, and RMS to a converged reference.
 
 For each sampler and NFE budget, N class-balanced samples are drawn from one seed (so every
-sampler starts from the same x_T: ``diffkit.evaluate.sample_digits`` draws x_T from the
-generator first) and scored with ``diffkit.evaluate``:
+sampler starts from the same x_T: ``diffkit.digits.evaluate.sample_digits`` draws x_T from the
+generator first) and scored with ``diffkit.digits.evaluate``:
 
 - FD to the 297 held-out digits in pixel space, next to its floor: the first N training
   digits vs the held-out split (FD is biased upwards at small N; compare at equal N);
@@ -30,10 +30,10 @@ DEFAULTS = {"samples": 200, "nfes": (5, 10, 20, 50), "reference_steps": 250, "sa
 def available() -> str:
     """'' when the digits model and its evaluation can run here, else why not."""
     try:
-        from diffkit import evaluate  # noqa: F401
-        from diffkit.pretrained import DIGITS_WEIGHTS
+        from diffkit.digits import evaluate  # noqa: F401
+        from diffkit.digits.pretrained import DIGITS_WEIGHTS
     except ImportError as err:
-        return f"diffkit.evaluate unavailable ({err})"
+        return f"diffkit.digits.evaluate unavailable ({err})"
     if not DIGITS_WEIGHTS.is_file():
         return f"no weights at {DIGITS_WEIGHTS}"
     try:
@@ -49,8 +49,8 @@ def tasks(opts, out: dict) -> list:
     if why:
         out["digits"] = {"skipped": why}
         return []
-    from diffkit import evaluate
-    from diffkit.pretrained import load_pretrained
+    from diffkit.digits import evaluate
+    from diffkit.digits.pretrained import load_pretrained
 
     cfg = {**DEFAULTS, **opts.digits}
     samplers = cfg["samplers"] or opts.samplers

@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from diffkit.cli import CliError
-    from diffkit.evaluate import balanced_labels, sample_digits
-    from diffkit.png import image_grid, write_png
-    from diffkit.pretrained import DIGITS_WEIGHTS, load_pretrained
+    from diffkit.digits.evaluate import balanced_labels, sample_digits
+    from diffkit.io.png import image_grid, write_png
+    from diffkit.digits.pretrained import DIGITS_WEIGHTS, load_pretrained
     from diffkit.samplers.registry import get_sampler
     from diffkit.schedules import SPACINGS
 

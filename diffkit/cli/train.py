@@ -38,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from diffkit.cli import CliError
-    from diffkit.data import load_digits
-    from diffkit.pretrained import save_pretrained
+    from diffkit.digits.data import load_digits
+    from diffkit.io.pretrained import save_pretrained
     from diffkit.schedules import Cosine, Linear
-    from diffkit.train import TrainOptions, train
+    from diffkit.digits.train import TrainOptions, train
     from diffkit.unet import PRESETS, build_unet
 
     if args.preset not in PRESETS:

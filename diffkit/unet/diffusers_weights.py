@@ -1,4 +1,6 @@
-"""Load diffusers ``UNet2DModel`` DDPM weights (e.g. google/ddpm-cifar10-32) into the reference UNet.
+"""Map diffusers ``UNet2DModel`` DDPM weights (e.g. google/ddpm-cifar10-32) onto the reference UNet.
+
+Pure state-dict work; reading a diffusers model directory is ``diffkit.io.weights.load_diffusers_unet``.
 
 Two pieces, both explicit:
 
@@ -18,17 +20,12 @@ Linear -> SiLU -> Linear on ``get_timestep_embedding(t, ch, flip_sin_to_cos, fre
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from diffkit.unet.checkpoint import load_state_dict_checked, load_weights
 from diffkit.unet.config import UNetConfig
-from diffkit.unet.model import UNet
 
 # UNet2DModel.__init__ defaults in diffusers 0.42.1 (a test compares them with the installed diffusers).
 DIFFUSERS_DEFAULTS: dict[str, Any] = {
@@ -203,38 +200,6 @@ def convert_diffusers_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: UN
             f"{len(missing)} missing keys (e.g. {missing[:5]}), {len(unexpected)} unknown keys (e.g. {unexpected[:5]})"
         )
     return {table[key]: renamed[key] for key in table}
-
-
-def load_diffusers_unet(
-    source: str | os.PathLike | Mapping[str, torch.Tensor], config: Mapping[str, Any] | None = None
-) -> UNet:
-    """A reference UNet (in eval mode) holding diffusers ``UNet2DModel`` weights.
-
-    ``source`` is a diffusers model directory (``config.json`` plus ``diffusion_pytorch_model.safetensors``
-    or ``.bin``), a single weight file, or an in-memory state dict; ``config`` (the diffusers config
-    dict) is required unless ``source`` is a directory. ``.bin`` files are read with
-    ``torch.load(weights_only=True)``: pickles holding anything but tensors are refused.
-    """
-    if isinstance(source, Mapping):
-        state_dict = dict(source)
-    else:
-        path = Path(source)
-        if path.is_dir():
-            if config is None:
-                config = json.loads((path / "config.json").read_text())
-            files = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
-            if not files:
-                raise ValueError(f"{path} holds none of {list(WEIGHT_FILES)}")
-            path = files[0]
-        state_dict, _ = load_weights(path)
-    if config is None:
-        raise ValueError("pass the diffusers config dict (config.json) along with a weight file or state dict")
-    cfg = unet_config_from_diffusers(config)
-    unet = UNet.from_config(cfg)
-    load_state_dict_checked(
-        unet, convert_diffusers_state_dict(state_dict, cfg), source="converted diffusers state dict"
-    )
-    return unet.eval()
 
 
 def _join(*parts: str) -> str:

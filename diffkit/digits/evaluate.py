@@ -1,7 +1,7 @@
 """Sample quality on the digits: classifier accuracy of class-conditional samples and Frechet distance.
 
 Both metrics work in the dataset's own pixel space (64 pixels with values 0..16,
-samples mapped back from [-1, 1] with ``diffkit.data.to_pixels``):
+samples mapped back from [-1, 1] with ``diffkit.digits.data.to_pixels``):
 
 - **Accuracy.** An RBF support-vector classifier (``sklearn.svm.SVC()``, default
   hyper-parameters) fitted on the 1,500-image train split; a sample drawn for
@@ -14,7 +14,7 @@ samples mapped back from [-1, 1] with ``diffkit.data.to_pixels``):
   the real-vs-real floor is train split vs held-out split. FD is biased upwards
   for small sets, so compare numbers computed with the same set sizes.
 
-scikit-learn is needed here (for the classifier and the data), as for ``diffkit.data``.
+scikit-learn is needed here (for the classifier and the data), as for ``diffkit.digits.data``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from diffkit.data import NUM_CLASSES, load_digits, to_pixels
+from diffkit.digits.data import NUM_CLASSES, load_digits, to_pixels
 from diffkit.models.wrappers import ClassifierFreeGuidance
 from diffkit.samplers import sample
 from diffkit.schedules import Schedule

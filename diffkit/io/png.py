@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import torch
 
-from diffkit.tensorfile import write_atomic
+from diffkit.io.tensorfile import write_atomic
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (grey, RGB)

@@ -1,14 +1,12 @@
-"""Trained eps-models on disk: a U-Net's weights plus the schedule it was trained with.
+"""Pretrained model files: a U-Net's weights plus the schedule it was trained with.
 
 A pretrained file is safetensors (never pickle) whose header metadata holds
-``config`` (the UNetConfig as JSON, as :mod:`diffkit.unet.checkpoint` writes
-it, so ``diffkit.unet.load_unet`` reads these files too) and ``schedule`` (the
+``config`` (the UNetConfig as JSON, as :mod:`diffkit.io.weights` writes
+it, so ``diffkit.io.weights.load_unet`` reads these files too) and ``schedule`` (the
 noise schedule as JSON, so sampling uses the schedule the model was trained
-on). Training checkpoints (:mod:`diffkit.train`) are accepted as well: their
+on). Training checkpoints (:mod:`diffkit.digits.train`) are accepted as well: their
 EMA weights are used.
-
-``DIGITS_WEIGHTS`` is the embedded class-conditional digits model (see
-``scripts/train_digits.sh`` for the one command that reproduces it).
+The embedded models shipped with diffkit are in :mod:`diffkit.digits.pretrained`.
 """
 
 from __future__ import annotations
@@ -20,16 +18,13 @@ from pathlib import Path
 
 from torch import nn
 
+from diffkit.io.tensorfile import read_tensors, save_tensors
 from diffkit.schedules import Cosine, Linear, Schedule, ScaledLinear
-from diffkit.tensorfile import read_tensors, safetensors_bytes, save_tensors, write_atomic
+from diffkit.unet import UNet, UNetConfig, load_state_dict_checked
 
-__all__ = [
-    "DIGITS_WEIGHTS", "load_pretrained", "read_tensors", "safetensors_bytes", "save_pretrained", "save_tensors",
-    "schedule_from_dict", "schedule_to_dict", "write_atomic",
-]  # fmt: skip
+__all__ = ["load_pretrained", "save_pretrained", "schedule_from_dict", "schedule_to_dict"]
 
-DIGITS_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits.safetensors"
-CONFIG_KEY = "config"  # metadata key of the UNetConfig JSON (the same key diffkit.unet.checkpoint uses)
+CONFIG_KEY = "config"  # metadata key of the UNetConfig JSON (the same key diffkit.io.weights uses)
 SCHEDULE_KEY = "schedule"  # metadata key of the schedule JSON
 KIND_KEY = "kind"  # metadata key: "weights" or "train_checkpoint"
 EMA_PREFIX = "ema."  # prefix of the EMA weights inside a training checkpoint
@@ -63,17 +58,15 @@ def save_pretrained(path: str | os.PathLike, model: nn.Module, schedule: Schedul
     save_tensors(path, model.state_dict(), metadata)
 
 
-def load_pretrained(path: str | os.PathLike | None = None) -> tuple[nn.Module, Schedule]:
-    """``(unet in eval mode, schedule)`` from a pretrained file or training checkpoint; default: the digits model."""
-    from diffkit.unet import UNet, UNetConfig, load_state_dict_checked
-
-    path = DIGITS_WEIGHTS if path is None else Path(path)
+def load_pretrained(path: str | os.PathLike) -> tuple[nn.Module, Schedule]:
+    """``(unet in eval mode, schedule)`` from a pretrained file or a training checkpoint (its EMA weights)."""
+    path = Path(path)
     tensors, metadata = read_tensors(path)
     if metadata.get(KIND_KEY) == "train_checkpoint":
         tensors = {k[len(EMA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
     for key in (CONFIG_KEY, SCHEDULE_KEY):
         if key not in metadata:
-            raise ValueError(f"{path} stores no {key!r} metadata; save it with diffkit.pretrained.save_pretrained")
+            raise ValueError(f"{path} stores no {key!r} metadata; save it with diffkit.io.pretrained.save_pretrained")
     try:
         config = UNetConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
         schedule = schedule_from_dict(json.loads(metadata[SCHEDULE_KEY]))

@@ -1,5 +1,7 @@
-"""Safe weight files: safetensors by default, pickles only through ``torch.load(weights_only=True)``.
+"""U-Net weight files, safe: safetensors by default, pickles only through ``torch.load(weights_only=True)``.
 
+Also diffusers ``UNet2DModel`` directories (``load_diffusers_unet``), converted through
+:mod:`diffkit.unet.diffusers_weights`.
 Nothing here unpickles arbitrary classes. A ``.bin``/``.pt``/``.pth`` file is
 read with PyTorch's restricted unpickler, which only rebuilds tensors and plain
 containers; a file that asks for anything else (a class, ``os.system``, ...)
@@ -22,17 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from diffkit.tensorfile import read_tensors, save_tensors
-
-from diffkit.unet.config import UNetConfig
-from diffkit.unet.model import UNet
+from diffkit.io.tensorfile import read_tensors, save_tensors
+from diffkit.unet import UNet, UNetConfig, load_state_dict_checked
+from diffkit.unet.diffusers_weights import WEIGHT_FILES, convert_diffusers_state_dict, unet_config_from_diffusers
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 SAFETENSORS_SUFFIX = ".safetensors"
 CONFIG_KEY = "config"  # safetensors metadata key holding the config JSON
-_LISTED = 5  # how many offending keys an error message names
 
 
 def save_weights(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], config: dict | None = None) -> None:
@@ -90,28 +89,6 @@ def load_unet(path: str | os.PathLike) -> UNet:
     return unet.eval()
 
 
-def load_state_dict_checked(
-    module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict"
-) -> None:
-    """``module.load_state_dict(strict=True)`` with one ValueError naming missing/unexpected/misshapen keys."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    misshapen = [
-        f"{k}: {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    problems = [
-        f"{len(keys)} {what} (e.g. {keys[:_LISTED]})"
-        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshapen))
-        if keys
-    ]
-    if problems:
-        raise ValueError(f"{source} does not match {type(module).__name__}: " + "; ".join(problems))
-    module.load_state_dict(state_dict, strict=True)
-
-
 def _load_pickled_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
@@ -154,3 +131,35 @@ def _plain_tensors(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         seen.add(tensor.untyped_storage().data_ptr())
         out[key] = tensor
     return out
+
+
+def load_diffusers_unet(
+    source: str | os.PathLike | Mapping[str, torch.Tensor], config: Mapping[str, Any] | None = None
+) -> UNet:
+    """A reference UNet (in eval mode) holding diffusers ``UNet2DModel`` weights.
+
+    ``source`` is a diffusers model directory (``config.json`` plus ``diffusion_pytorch_model.safetensors``
+    or ``.bin``), a single weight file, or an in-memory state dict; ``config`` (the diffusers config
+    dict) is required unless ``source`` is a directory. ``.bin`` files are read with
+    ``torch.load(weights_only=True)``: pickles holding anything but tensors are refused.
+    """
+    if isinstance(source, Mapping):
+        state_dict = dict(source)
+    else:
+        path = Path(source)
+        if path.is_dir():
+            if config is None:
+                config = json.loads((path / "config.json").read_text())
+            files = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
+            if not files:
+                raise ValueError(f"{path} holds none of {list(WEIGHT_FILES)}")
+            path = files[0]
+        state_dict, _ = load_weights(path)
+    if config is None:
+        raise ValueError("pass the diffusers config dict (config.json) along with a weight file or state dict")
+    cfg = unet_config_from_diffusers(config)
+    unet = UNet.from_config(cfg)
+    load_state_dict_checked(
+        unet, convert_diffusers_state_dict(state_dict, cfg), source="converted diffusers state dict"
+    )
+    return unet.eval()

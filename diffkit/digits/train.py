@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffkit.pretrained import CONFIG_KEY, EMA_PREFIX, KIND_KEY, SCHEDULE_KEY, read_tensors, save_tensors
-from diffkit.pretrained import schedule_to_dict
+from diffkit.io.pretrained import CONFIG_KEY, EMA_PREFIX, KIND_KEY, SCHEDULE_KEY, schedule_to_dict
+from diffkit.io.tensorfile import read_tensors, save_tensors
 from diffkit.progress import ProgressBar
 from diffkit.schedules import Schedule
 
@@ -227,7 +227,7 @@ def _save_checkpoint(run: _Run, path: str | os.PathLike, step: int, running_loss
 
 def _load_checkpoint(run: _Run, path: str | os.PathLike) -> tuple[int, float]:
     """Restore everything in place; returns ``(step, running_loss)``."""
-    from diffkit.unet.checkpoint import load_state_dict_checked
+    from diffkit.unet import load_state_dict_checked
 
     tensors, metadata = read_tensors(path)
     if metadata.get(KIND_KEY) != "train_checkpoint":
