@@ -3,11 +3,12 @@
     python benchmarks/bench_kernels.py               # needs a CUDA device and triton
     python benchmarks/bench_kernels.py --quick       # fewer shapes
 
-(a) step update (``diffkit.kernels.step_update``, and ``step_next`` where no x0 is
-    wanted) per sampler pattern and state size: microseconds per step, GB/s from
-    the bytes the update must move (each input read once, x_next and x0 written once), that as a % of the GPU's peak
+(a) step update (``diffkit.kernels.lincomb``: every sampler's update is one linear
+    combination of the state, model outputs, history and noise) per sampler pattern
+    and state size: microseconds per step, GB/s from the bytes the update must move
+    (each term read once, x_next written once), that as a % of the GPU's peak
     bandwidth, and the speedup over the eager reference and over
-    ``torch.compile(step_update_ref)``.
+    ``torch.compile(lincomb_ref)``.
 (b) attention: TFLOP/s (4 B H L^2 D flops: two matmuls) of the fused kernel and
     of SDPA with each backend forced (FLASH, EFFICIENT, MATH), the speedup of the
     kernel over each, and its max |error| against SDPA.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -37,7 +39,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from diffkit.bench.machine import machine_info, machine_tag  # noqa: E402
-from diffkit.kernels import StepCoefficients, attention, step_next, step_update, step_update_ref  # noqa: E402
+from diffkit.kernels import attention, lincomb, lincomb_ref  # noqa: E402
 from diffkit.kernels.groupnorm_silu import groupnorm_silu, groupnorm_silu_ref  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -60,14 +62,14 @@ PEAKS = [
     ("T4", 0.32, 65.0),
 ]
 
-# (name, which optional inputs, eps dtype): the memory traffic of each sampler family.
+# (name, dtypes of the terms): the memory traffic of each sampler family's update, the state first.
+F32, F16 = torch.float32, torch.float16
 STEP_PATTERNS = [
-    ("ddim (x, eps)", (), torch.float16),
-    ("ddim without callback: step_next (x, eps)", ("next_only",), torch.float16),
-    ("dpmpp_2m (x, eps, prev)", ("prev",), torch.float16),
-    ("dpmpp_2m_sde + cfg (x, eps, eps_u, prev, noise)", ("prev", "noise", "eps_uncond"), torch.float16),
-    ("dpmpp_2m_sde + cfg, in-kernel noise", ("prev", "noise_seed", "eps_uncond"), torch.float16),
-    ("dpmpp_2m, float32 eps", ("prev",), torch.float32),
+    ("ddim (x, eps)", (F32, F16)),
+    ("dpmpp_2m (x, eps, x_prev, eps_prev)", (F32, F16, F32, F16)),
+    ("dpmpp_2m_sde (x, eps, x_prev, eps_prev, noise)", (F32, F16, F32, F16, F32)),
+    ("4th-order multistep in eps (x, eps, 3 history)", (F32, F16, F16, F16, F16)),
+    ("dpmpp_2m, float32 eps", (F32, F32, F32, F32)),
 ]
 STEP_SHAPES = [(1, 3, 32, 32), (16, 4, 64, 64), (64, 4, 128, 128)]
 ATTENTION_CASES = [(8, 8, 64), (8, 2, 256)]  # (batch, heads, head dim): 512 channels either way
@@ -100,26 +102,14 @@ def fresh_compile(fn):
 
 def bench_step_update(quick: bool, peak_tb_s: float | None) -> list[dict]:
     rows = []
-    coeffs = StepCoefficients(alpha=0.7, sigma=0.71, cx=0.9, c0=0.3, c1=-0.1, cn=0.2)
     for shape in STEP_SHAPES[:2] if quick else STEP_SHAPES:
-        for name, optional, eps_dtype in STEP_PATTERNS:
-            x = torch.randn(shape, device=DEVICE)
-            eps = torch.randn(shape, device=DEVICE, dtype=eps_dtype)
-            kw = {"eps_uncond": torch.randn(shape, device=DEVICE, dtype=eps_dtype)} if "eps_uncond" in optional else {}
-            kw |= {"guidance": 7.5} if "eps_uncond" in optional else {}
-            kw |= {"prev": torch.randn(shape, device=DEVICE)} if "prev" in optional else {}
-            kw |= {"noise": torch.randn(shape, device=DEVICE)} if "noise" in optional else {}
-            seeded = {"noise_seed": 1, "noise_step": 3} if "noise_seed" in optional else {}
-            next_only = "next_only" in optional  # x_next alone: x0 is neither written nor returned
-            fused = lambda: (step_next if next_only else step_update)(x, eps, coeffs, **kw, **seeded)  # noqa: E731
-            eager = lambda: step_update_ref(x, eps, coeffs, **kw)  # noqa: E731
-            # Inductor drops an unused output, so the compiled peer of step_next computes x_next alone too.
-            compiled = fresh_compile(lambda: step_update_ref(x, eps, coeffs, **kw)[0] if next_only  # noqa: B023
-                                     else step_update_ref(x, eps, coeffs, **kw))  # noqa: B023
-            n = x.numel()
-            moved = n * (4 + eps.element_size() + (4 if next_only else 8)) + sum(
-                t.numel() * t.element_size() for t in kw.values() if isinstance(t, torch.Tensor)
-            )
+        for name, dtypes in STEP_PATTERNS:
+            terms = [(0.9 - 0.3 * k, torch.randn(shape, device=DEVICE, dtype=dtype)) for k, dtype in enumerate(dtypes)]
+            fused = lambda: lincomb(terms, dtype=torch.float32)  # noqa: E731, B023
+            eager = lambda: lincomb_ref(terms, dtype=torch.float32)  # noqa: E731, B023
+            compiled = fresh_compile(lambda: sum(c * t.float() for c, t in terms))  # noqa: B023
+            n = math.prod(shape)
+            moved = n * 4 + sum(t.numel() * t.element_size() for _, t in terms)  # each term read, x_next written
             t_fused, t_eager, t_compiled = time_us(fused), time_us(eager), time_us(compiled)
             gb_s = moved / t_fused / 1e3
             rows.append({

@@ -7,8 +7,8 @@ What each side includes (timed from x_T to the returned sample):
 
 - diffkit: ``diffkit.sample(model, schedule, name, steps, x=x_T, ...)``: choosing the
   timesteps, the float64 timetable, per step the model-call wrapper (t tensor,
-  metadata checks, the on-device finiteness flag) and the shared update
-  ``step_update`` (``step_update_ref`` on CPU, the fused Triton kernel on CUDA), noise draws.
+  metadata checks, the on-device finiteness flag), the update as one linear combination
+  (``kernels.lincomb``: its reference on CPU, the fused Triton kernel on CUDA), noise draws.
 - diffusers: ``scheduler.set_timesteps`` and the pipeline loop ``scale_model_input``,
   t -> float tensor [B], ``scheduler.step`` (scheduler built once, outside the timing).
 - k-diffusion: its ``sample_*`` function from ``sampling.py`` with the denoiser that

@@ -45,12 +45,11 @@ def test_every_section_runs_and_tabulates(tiny):
         "groupnorm_silu": bk.bench_groupnorm_silu(False, 3.35),
     }
     steps = {r["pattern"]: r for r in result["step_update"]}
-    assert list(steps) == [name for name, _, _ in bk.STEP_PATTERNS]
+    assert list(steps) == [name for name, _ in bk.STEP_PATTERNS]
     n = math.prod(bk.STEP_SHAPES[0])
-    # Bytes each update must move: x (fp32) and eps (fp16) read once; x_next and x0 written (fp32).
-    assert steps["ddim (x, eps)"]["bytes"] == n * (4 + 2 + 8)
-    assert steps["ddim without callback: step_next (x, eps)"]["bytes"] == n * (4 + 2 + 4)  # no x0
-    assert steps["dpmpp_2m (x, eps, prev)"]["bytes"] == n * (4 + 2 + 8 + 4)
+    # Bytes each update must move: every term read once (fp32 4 B, fp16 2 B), x_next written (fp32).
+    assert steps["ddim (x, eps)"]["bytes"] == n * (4 + 2 + 4)
+    assert steps["dpmpp_2m (x, eps, x_prev, eps_prev)"]["bytes"] == n * (4 + 2 + 4 + 2 + 4)
     for r in result["attention"]:  # the kernel agrees with SDPA to a few ulps of the dtype
         assert r["max_abs_err_vs_sdpa"] < 8 * torch.finfo(getattr(torch, r["dtype"])).eps
     assert {r["dtype"] for r in result["groupnorm_silu"]} == {"float16", "bfloat16", "float32"}
@@ -68,13 +67,13 @@ def test_end_to_end_modes_agree_and_tabulate(monkeypatch):
     unet = UNet.from_config(config).eval()
     x_T = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     runs = e2e.sampling_modes(unet, Linear(), x_T, steps=2)
-    launches = count_launches(monkeypatch, "attention", "step_update", "groupnorm_silu")  # fused runs them
+    launches = count_launches(monkeypatch, "attention", "lincomb", "groupnorm_silu")  # fused runs them
     outputs = {"eager": runs["eager"]()}
-    assert launches == {"attention": 0, "step_update": 0, "groupnorm_silu": 0}
+    assert launches == {"attention": 0, "lincomb": 0, "groupnorm_silu": 0}
     outputs["fused"] = runs["fused"]()
     # Per step: 4 attention blocks at 4x4 (1 down, 1 mid, 2 up); 8 ResBlocks with two GroupNorm+SiLU
-    # each (2 down, 2 mid, 4 up) and the output head's; one update.
-    assert launches == {"attention": 2 * 4, "step_update": 2, "groupnorm_silu": 2 * (2 * 8 + 1)}
+    # each (2 down, 2 mid, 4 up) and the output head's; one update (one linear combination).
+    assert launches == {"attention": 2 * 4, "lincomb": 2, "groupnorm_silu": 2 * (2 * 8 + 1)}
     # Same loop, float32 throughout: the fused attention and update differ from SDPA and the eager
     # update by summation order only (a few ulps per step of |x0| <= ~1/alpha_999 ~ 160).
     torch.testing.assert_close(outputs["fused"], outputs["eager"], rtol=1e-4, atol=1e-4)

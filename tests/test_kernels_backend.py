@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffkit.kernels import StepCoefficients, attention, step_next, step_update, step_update_ref
+from diffkit.kernels import attention, lincomb, lincomb_ref
 from diffkit.kernels._backend import interpreting, triton_installed, triton_on, use_triton
 from diffkit.kernels.groupnorm_silu import groupnorm_silu
 
@@ -87,16 +87,15 @@ def test_import_is_lazy_and_a_late_interpreter_falls_back():
         import torch
         import diffkit.kernels
         import diffkit.kernels.groupnorm_silu
-        from diffkit.kernels import StepCoefficients, step_update, step_update_ref
+        from diffkit.kernels import lincomb, lincomb_ref
         from diffkit.kernels._backend import use_triton
         assert "triton" not in sys.modules, "importing diffkit.kernels imported triton"
         import triton  # without TRITON_INTERPRET: tl.sum & co. cannot be interpreted any more
         os.environ["TRITON_INTERPRET"] = "1"
         x = torch.randn(3, 4)
         assert not use_triton(x)
-        c = StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5)
-        for got, want in zip(step_update(x, x, c), step_update_ref(x, x, c)):
-            assert torch.equal(got, want)
+        terms = [(0.5, x), (0.25, torch.randn(3, 4))]
+        assert torch.equal(lincomb(terms), lincomb_ref(terms))
     """)
     assert done.returncode == 0, done.stderr
 
@@ -108,14 +107,13 @@ def test_without_triton_every_launcher_falls_back_to_its_reference():
         import sys
         sys.modules["triton"] = None
         import torch
-        from diffkit.kernels import StepCoefficients, attention, attention_ref, step_update, step_update_ref
+        from diffkit.kernels import attention, attention_ref, lincomb, lincomb_ref
         from diffkit.kernels._backend import use_triton
         from diffkit.kernels.groupnorm_silu import groupnorm_silu, groupnorm_silu_ref
         x = torch.randn(2, 4, 3, 3)
         assert not use_triton(x)
-        c = StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5, c1=0.1)
-        for got, want in zip(step_update(x, x, c, x), step_update_ref(x, x, c, x)):
-            assert torch.equal(got, want)
+        terms = [(0.5, x), (0.1, torch.randn(2, 4, 3, 3))]
+        assert torch.equal(lincomb(terms), lincomb_ref(terms))
         q = torch.randn(1, 2, 5, 32)
         assert torch.equal(attention(q, q, q, backend="triton"), attention_ref(q, q, q))
         assert torch.equal(groupnorm_silu(x, 2, backend="triton"), groupnorm_silu_ref(x, 2))
@@ -137,7 +135,7 @@ def test_kernels_compile_for_a_gpu_without_one():
         from triton.compiler import ASTSource
 
         import diffkit.kernels
-        step = sys.modules["diffkit.kernels.step_update"]._kernel().fn
+        combine = sys.modules["diffkit.kernels.lincomb"]._kernel().fn
         attention = sys.modules["diffkit.kernels.attention"]._kernel().fn
         stats, apply = sys.modules["diffkit.kernels.groupnorm_silu"]._kernels()
 
@@ -149,13 +147,9 @@ def test_kernels_compile_for_a_gpu_without_one():
             print(fn.__name__, "shared memory", kernel.metadata.shared)
 
         f32 = lambda *names: {name: "fp32" for name in names}
-        flags = ("HAS_UNCOND", "HAS_BASE", "HAS_PREV", "HAS_NOISE", "GEN_NOISE")
-        for on in ({"HAS_NOISE"}, {"HAS_UNCOND", "HAS_BASE", "HAS_PREV", "GEN_NOISE"}):
-            build(step, {"x_ptr": "*fp32", "eps_ptr": "*fp16", "uncond_ptr": "*fp16", "base_ptr": "*fp32",
-                         "prev_ptr": "*fp32", "noise_ptr": "*bf16", "x_next_ptr": "*fp32", "x0_ptr": "*fp32",
-                         "seed": "i64", **f32("guidance", "inv_alpha", "sigma_over_alpha", "coef_x", "coef_eps",
-                                               "cx", "c1", "cn")},
-                  {**{flag: flag in on for flag in flags}, "BLOCK": 1024}, num_warps=4)
+        for n, term in ((1, "fp32"), (3, "fp16"), (8, "bf16")):
+            build(combine, {"out_ptr": "*fp32", **{f"t{k}_ptr": f"*{term}" for k in range(8)},
+                            **f32(*(f"c{k}" for k in range(8)))}, {"N": n, "BLOCK": 1024}, num_warps=4)
         for dtype, dot, head_dim in (("fp16", tl.float16, 64), ("bf16", tl.bfloat16, 256)):
             build(attention, {"q_ptr": f"*{dtype}", "k_ptr": f"*{dtype}", "v_ptr": f"*{dtype}", "o_ptr": f"*{dtype}",
                               "qk_scale": "fp32"},
@@ -175,12 +169,12 @@ def test_cpu_tensors_use_the_reference_unless_interpreting():
     assert not use_triton(torch.zeros(1))
 
 
-def test_custom_ops_compile_without_graph_breaks():
+def test_kernels_compile_without_graph_breaks():
+    # The custom ops stay opaque nodes; a linear combination is plain ops that inductor fuses itself.
     def update(x, eps, q):
-        x_next, x0 = step_update(x, eps, StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5))
-        x_next = x_next + step_next(x, eps, StepCoefficients(alpha=0.6, sigma=0.8, cx=0.5, c0=0.5))
+        x_next = lincomb([(0.5, x), (-0.25, eps)]) + lincomb([(1.0, x), (2.0, eps), (0.1, x)])
         h = groupnorm_silu(x_next, 2, backend="triton")
-        return h + x0, attention(q, q, q, backend="triton")
+        return h, attention(q, q, q, backend="triton")
 
     graphs = []
 
@@ -191,7 +185,7 @@ def test_custom_ops_compile_without_graph_breaks():
     x, eps, q = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3), torch.randn(1, 2, 5, 32)
     torch.compile(update, fullgraph=True, backend=capture)(x, eps, q)
     (graph,) = graphs
-    for op in ("step_update", "groupnorm_silu", "fused_attention"):
+    for op in ("groupnorm_silu", "fused_attention"):
         assert f"torch.ops.diffkit.{op}" in graph.code, f"{op} is not one opaque node"
     # aot_eager runs the fake implementations and functionalisation as inductor does, in a
     # fraction of the time (inductor's C++ build takes seconds per graph on 2 cores).
@@ -202,20 +196,9 @@ def test_custom_ops_compile_without_graph_breaks():
 
 def test_custom_op_fakes_match_the_real_outputs():
     x = torch.randn(2, 4, 3, 3).contiguous(memory_format=torch.channels_last)
-    eps = torch.randn(2, 4, 3, 3)
-    for store_x0 in (True, False):  # step_update, step_next
-        args = (x, eps, None, None, None, None, 0.6, 0.8, 0.5, 0.5, 0.0, 0.0, 1.0, None, 0, store_x0)
-        torch.library.opcheck(torch.ops.diffkit.step_update.default, args)
     torch.library.opcheck(torch.ops.diffkit.groupnorm_silu.default, (x, 2, None, None, 1e-5))
     q = torch.randn(1, 5, 2, 32).transpose(1, 2)
     torch.library.opcheck(torch.ops.diffkit.fused_attention.default, (q, q, q))
-
-
-def test_reference_update_matches_its_docstring_equivalence():
-    # cx = 0, c0 = 1 is the final step x_next = x0 (samplers.base.final_step).
-    x, eps = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
-    x_next, x0 = step_update_ref(x, eps, StepCoefficients(alpha=0.3, sigma=0.9, cx=0.0, c0=1.0))
-    torch.testing.assert_close(x_next, x0, rtol=0, atol=0)
 
 
 def test_switches_for_benchmarks(kernels_run):

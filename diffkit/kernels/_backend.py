@@ -93,17 +93,20 @@ def use_triton(*tensors: torch.Tensor | None) -> bool:
     """Whether a Triton kernel can run on ``tensors`` (all on one device; None entries skipped).
 
     Not when autograd wants a graph through them: the kernels are forward only,
-    so the references (which autograd follows) run instead.
+    so the references (which autograd follows) run instead. Called on every
+    sampler update, so the common CPU answer comes first and cheaply.
     """
     present = [t for t in tensors if t is not None]
-    if _REFERENCE_ONLY.get() or not triton_installed():
+    kind = present[0].device.type
+    if kind == "cuda":
+        runs = triton_installed()
+    elif kind == "cpu":
+        runs = interpreting() and triton_installed() and _interpreter_ready()
+    else:
         return False
-    if torch.is_grad_enabled() and any(t.requires_grad for t in present):
+    if not runs or _REFERENCE_ONLY.get():
         return False
-    device = present[0].device
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and interpreting() and _interpreter_ready()
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in present))
 
 
 def lazy_kernels(build: Callable[[], K]) -> Callable[[], K]:

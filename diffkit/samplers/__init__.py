@@ -1,4 +1,36 @@
-"""Interchangeable samplers over one eps-model interface, registered by name."""
+"""Interchangeable samplers over one eps-model interface, registered by name.
+
+A sampler is a pure function that owns its loop, with one signature for all:
+
+    sample_<name>(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None, **options) -> x0
+
+Adding a sampler is one file, a registry entry and its tests:
+
+1. ``diffkit/samplers/<name>.py``: the update equation, the paper (equation or
+   algorithm number) and its equivalences in the docstring; the loop written as
+   that math over a :class:`~diffkit.samplers.run.SamplerRun`::
+
+       run = SamplerRun("<name>", eps_model, x, schedule, timesteps, generator=generator,
+                        callback=callback, cond=cond)
+       for step in run.steps:                  # step.at / step.to: Points (t, alpha, sigma, lam); step.h
+           p = run.predict(x, step)            # p.x, p.eps, p.x0: LinCombs (lazy linear combinations)
+           if step.final:                      # to the data, sigma = 0: a named special case
+               x = p.x0
+               continue
+           x = (step.to.sigma / step.at.sigma) * p.x + ...   # the formula, in plain arithmetic
+       return run.finish(x)
+
+   Multistep history is local variables (any number of earlier ``p.x0`` / ``p.eps``);
+   noise comes from ``run.randn()`` (seed compatible) or ``run.noise(noise_sampler, ...)``.
+   Nothing else is needed: the run evaluates each new state in one pass (a fused
+   kernel on GPUs), reuses buffers nobody holds, shows the callback every visited
+   state, and checks the model's output.
+2. ``registry.py``: one ``_info(...)`` entry (options with defaults, default spacing,
+   stochastic or not, model calls per step).
+3. Tests: reference agreement (diffusers / k-diffusion) where the math is the same,
+   each docstring equivalence, the empirical order against the exact ODE
+   (``tests/test_samplers.py``), and bad options.
+"""
 
 from diffkit.samplers.api import sample
 from diffkit.samplers.brownian import BrownianNoise

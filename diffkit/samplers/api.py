@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from diffkit.progress import ProgressBar
-from diffkit.samplers.base import Callback, EpsModel, GeneratorArg, randn
+from diffkit.samplers.model_calls import Callback, EpsModel
+from diffkit.samplers.noise import GeneratorArg, randn
 from diffkit.samplers.registry import get_sampler
 from diffkit.schedules.base import Schedule
 from diffkit.schedules.spacing import timesteps as make_timesteps

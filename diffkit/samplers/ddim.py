@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from diffkit.kernels.step_update import StepCoefficients, step_next, step_update
-from diffkit.samplers.base import check_eta, final_step, prepare, randn, reusable
+from diffkit.samplers.options import check_eta
+from diffkit.samplers.run import SamplerRun
 
 
 def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None, eta: float = 0.0):
@@ -24,24 +24,16 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
     model output's dtype at every step when eta > 0, the final one included.
     """
     eta = check_eta("ddim", eta)
-    tab, model, x = prepare("ddim", eps_model, x, schedule, timesteps, cond)
-    noise, out = None, None
-    for i, t in enumerate(tab.t):
-        at, st = tab.alpha[i], tab.sigma[i]
-        eps = model(x, t, i)
-        if i + 1 == len(tab):
-            coeffs = final_step(at, st)
-        else:
-            an, sn = tab.alpha[i + 1], tab.sigma[i + 1]
-            s = eta * (sn / st) * math.sqrt(-math.expm1(2.0 * math.log(at / an)))
-            d = math.sqrt(sn * sn - s * s)  # weight of eps in x_n
-            coeffs = StepCoefficients(alpha=at, sigma=st, cx=d / st, c0=an - d * at / st, cn=s)
-        noise = randn(x.shape, generator, x.device, eps.dtype, out=noise) if eta > 0 else None
-        if callback is None:  # nothing reads x0: x_next alone, into the state of two steps back
-            x_t, x = x, step_next(x, eps, coeffs, noise=noise, out=out)
-            out = x_t if i > 0 and reusable(None, x_t) else None
-        else:
-            x_t, (x, x0) = x, step_update(x, eps, coeffs, noise=noise)
-            callback(i, t, x_t, x0)
-    model.check_finite()
-    return x
+    run = SamplerRun("ddim", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
+    for step in run.steps:
+        p = run.predict(x, step)
+        z = run.randn(p.dtype) if eta > 0 else None
+        if step.final:  # to the data (sigma = 0): the data prediction
+            x = p.x0
+            continue
+        now, nxt = step.at, step.to
+        s = eta * (nxt.sigma / now.sigma) * math.sqrt(-math.expm1(2.0 * math.log(now.alpha / nxt.alpha)))
+        x = nxt.alpha * p.x0 + math.sqrt(nxt.sigma**2 - s**2) * p.eps
+        if z is not None:
+            x = x + s * z
+    return run.finish(x)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from diffkit.kernels.step_update import StepCoefficients, step_next, step_update
-from diffkit.samplers.base import final_step, prepare, randn, reusable
+from diffkit.samplers.run import SamplerRun
 
 VARIANCES = ("fixed_small", "fixed_large")
 
@@ -27,27 +26,15 @@ def sample_ddpm(
     """
     if variance not in VARIANCES:
         raise ValueError(f"ddpm: unknown variance {variance!r}; allowed: {', '.join(VARIANCES)}")
-    tab, model, x = prepare("ddpm", eps_model, x, schedule, timesteps, cond)
-    noise, out = None, None
-    for i, t in enumerate(tab.t):
-        at, st = tab.alpha[i], tab.sigma[i]
-        eps = model(x, t, i)
-        if i + 1 == len(tab):
-            noise = None
-            coeffs = final_step(at, st)
-        else:
-            an, sn = tab.alpha[i + 1], tab.sigma[i + 1]
-            beta = 1.0 - (at / an) ** 2
-            var = max(sn * sn / (st * st) * beta, 1e-20) if variance == "fixed_small" else beta
-            coeffs = StepCoefficients(
-                alpha=at, sigma=st, cx=(at / an) * sn * sn / (st * st), c0=an * beta / (st * st), cn=var**0.5
-            )
-            noise = randn(x.shape, generator, x.device, eps.dtype, out=noise)
-        if callback is None:  # nothing reads x0: x_next alone, into the state of two steps back
-            x_t, x = x, step_next(x, eps, coeffs, noise=noise, out=out)
-            out = x_t if i > 0 and reusable(None, x_t) else None
-        else:
-            x_t, (x, x0) = x, step_update(x, eps, coeffs, noise=noise)
-            callback(i, t, x_t, x0)
-    model.check_finite()
-    return x
+    run = SamplerRun("ddpm", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
+    for step in run.steps:
+        p = run.predict(x, step)
+        if step.final:  # to the data (sigma = 0): the posterior mean is x0, and there is no noise
+            x = p.x0
+            continue
+        now, nxt = step.at, step.to
+        beta = 1.0 - (now.alpha / nxt.alpha) ** 2
+        ratio = nxt.sigma**2 / now.sigma**2
+        var = max(ratio * beta, 1e-20) if variance == "fixed_small" else beta
+        x = (nxt.alpha * beta / now.sigma**2) * p.x0 + (now.alpha / nxt.alpha) * ratio * p.x + var**0.5 * run.randn(p.dtype)
+    return run.finish(x)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import final_step, prepare, reusable
+from diffkit.samplers.run import SamplerRun
 
 
 def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None):
@@ -22,24 +21,19 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
     (dpmsolver++, solver_order=2, final_sigmas_type="zero"). ``generator`` is
     accepted for the common signature and unused.
     """
-    tab, model, x = prepare("dpmpp_2m", eps_model, x, schedule, timesteps, cond)
-    prev, h_prev, out = None, None, None
-    for i, t in enumerate(tab.t):
-        at, st = tab.alpha[i], tab.sigma[i]
-        eps = model(x, t, i)
-        if i + 1 == len(tab):
-            coeffs = final_step(at, st)
+    run = SamplerRun("dpmpp_2m", eps_model, x, schedule, timesteps, callback=callback, cond=cond)
+    x0_prev = h_prev = None
+    for step in run.steps:
+        p = run.predict(x, step)
+        if step.final:  # to the data (sigma = 0): first order, the data prediction
+            x = p.x0
+            continue
+        now, nxt, h = step.at, step.to, step.h
+        if x0_prev is None:
+            D = p.x0
         else:
-            an, sn = tab.alpha[i + 1], tab.sigma[i + 1]
-            h = tab.lam[i + 1] - tab.lam[i]
-            phi = -math.expm1(-h)  # 1 - exp(-h), without cancellation for small h
-            w = 0.0 if prev is None else 0.5 * h / h_prev  # 1 / (2r)
-            coeffs = StepCoefficients(alpha=at, sigma=st, cx=sn / st, c0=an * phi * (1 + w), c1=-an * phi * w)
-            h_prev = h
-        x_t, prev_t = x, prev
-        x, prev = step_update(x, eps, coeffs, prev=prev, out=out)
-        if callback is not None:
-            callback(i, t, x_t, prev)
-        out = (x_t, prev_t) if i > 0 and reusable(callback, x_t, prev_t) else None  # dead: the next step writes there
-    model.check_finite()
-    return x
+            r = h_prev / h
+            D = (1 + 1 / (2 * r)) * p.x0 - 1 / (2 * r) * x0_prev
+        x = (nxt.sigma / now.sigma) * p.x - nxt.alpha * math.expm1(-h) * D
+        x0_prev, h_prev = p.x0, h
+    return run.finish(x)

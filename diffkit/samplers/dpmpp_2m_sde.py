@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-
-from diffkit.kernels.step_update import StepCoefficients, step_update
-from diffkit.samplers.base import check_eta, final_step, prepare, randn, reusable
+from diffkit.samplers.options import check_eta
+from diffkit.samplers.run import SamplerRun
 
 
 def sample_dpmpp_2m_sde(
@@ -28,32 +26,25 @@ def sample_dpmpp_2m_sde(
     ``noise_sampler(lambda_t, lambda_n)``, e.g. a :class:`BrownianNoise`.
     """
     eta = check_eta("dpmpp_2m_sde", eta)
-    tab, model, x = prepare("dpmpp_2m_sde", eps_model, x, schedule, timesteps, cond)
-    prev, h_prev, out, noise = None, None, None, None
-    for i, t in enumerate(tab.t):
-        at, st = tab.alpha[i], tab.sigma[i]
-        eps = model(x, t, i)
-        final = i + 1 == len(tab)
-        if final:
-            coeffs = final_step(at, st)
+    run = SamplerRun("dpmpp_2m_sde", eps_model, x, schedule, timesteps, generator=generator, callback=callback,
+                     cond=cond)
+    x0_prev = h_prev = None
+    for step in run.steps:
+        p = run.predict(x, step)
+        z = run.randn() if noise_sampler is None and eta > 0 else None  # drawn on the final step too (seeds)
+        if step.final:  # to the data (sigma = 0): the data prediction
+            x = p.x0
+            continue
+        now, nxt, h = step.at, step.to, step.h
+        if x0_prev is None:
+            D = p.x0
         else:
-            an, sn = tab.alpha[i + 1], tab.sigma[i + 1]
-            h = tab.lam[i + 1] - tab.lam[i]
-            phi = -math.expm1(-(1.0 + eta) * h)
-            w = 0.0 if prev is None else 0.5 * h / h_prev
-            coeffs = StepCoefficients(
-                alpha=at, sigma=st, cx=sn / st * math.exp(-eta * h), c0=an * phi * (1 + w), c1=-an * phi * w,
-                cn=sn * math.sqrt(-math.expm1(-2.0 * eta * h)),
-            )
-            h_prev = h
-        if noise_sampler is None and eta > 0:
-            noise = randn(x.shape, generator, x.device, torch.float32, out=noise)
-        elif noise_sampler is not None:
-            noise = noise_sampler(tab.lam[i], tab.lam[i + 1]) if not final and eta > 0 else None
-        x_t, prev_t = x, prev
-        x, prev = step_update(x, eps, coeffs, prev=prev, noise=noise, out=out)
-        if callback is not None:
-            callback(i, t, x_t, prev)
-        out = (x_t, prev_t) if i > 0 and reusable(callback, x_t, prev_t) else None  # dead: the next step writes there
-    model.check_finite()
-    return x
+            r = h_prev / h
+            D = (1 + 1 / (2 * r)) * p.x0 - 1 / (2 * r) * x0_prev
+        x = (nxt.sigma / now.sigma) * math.exp(-eta * h) * p.x - nxt.alpha * math.expm1(-(1.0 + eta) * h) * D
+        if noise_sampler is not None and eta > 0:
+            z = run.noise(noise_sampler, now.lam, nxt.lam)
+        if z is not None:
+            x = x + nxt.sigma * math.sqrt(-math.expm1(-2.0 * eta * h)) * z
+        x0_prev, h_prev = p.x0, h
+    return run.finish(x)

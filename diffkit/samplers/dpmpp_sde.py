@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from diffkit.kernels.step_update import StepCoefficients, step_next, step_update
-from diffkit.samplers.base import ancestral_split, check_eta, final_step, prepare, reusable
 from diffkit.samplers.brownian import brownian_for
+from diffkit.samplers.noise import ancestral_split
+from diffkit.samplers.options import check_eta
+from diffkit.samplers.run import SamplerRun
 
 
 def sample_dpmpp_sde(
@@ -32,39 +31,26 @@ def sample_dpmpp_sde(
     eta = check_eta("dpmpp_sde", eta)
     if not 0.0 < r < 1.0:
         raise ValueError(f"dpmpp_sde: r must lie in (0, 1), got {r!r}")
-    tab, model, x = prepare("dpmpp_sde", eps_model, x, schedule, timesteps, cond)
+    run = SamplerRun("dpmpp_sde", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     if noise_sampler is None and eta > 0:
         noise_sampler = brownian_for(x, schedule, generator)
-    fac = 0.5 / r
-    # Midpoints lambda_s = lambda_t + r h of every step, looked up in one batch before the loop.
-    lam_mid = np.array([tab.lam[i] + r * (tab.lam[i + 1] - tab.lam[i]) for i in range(len(tab) - 1)])
-    t_mid = schedule.t_from_lambda(lam_mid)
-    a_mid, s_mid, t_mid = schedule.alpha(t_mid).tolist(), schedule.sigma(t_mid).tolist(), t_mid.tolist()
-    out_s = out_n = None  # dead tensors of the previous step, written over by the two stages
-    for i, t in enumerate(tab.t):
-        at, st = tab.alpha[i], tab.sigma[i]
-        eps = model(x, t, i)
-        x_t = x
-        if i + 1 == len(tab):
-            x, x0 = step_update(x, eps, final_step(at, st), out=out_s)
-        else:
-            lam_t, lam_n, lam_s = tab.lam[i], tab.lam[i + 1], lam_mid[i]
-            t_s, a_s, s_s, an = t_mid[i], a_mid[i], s_mid[i], tab.alpha[i + 1]
-            sk_t = math.exp(-lam_t)
-            down, up = ancestral_split(sk_t, math.exp(-lam_s), eta)
-            noise = noise_sampler(lam_t, lam_s) if up > 0 else None
-            stage1 = StepCoefficients(alpha=at, sigma=st, cx=a_s * down / (sk_t * at), c0=a_s * (1 - down / sk_t),
-                                      cn=a_s * up)
-            x_s, x0 = step_update(x, eps, stage1, noise=noise, out=out_s)
-            eps_s = model(x_s, t_s, i)
-            down, up = ancestral_split(sk_t, math.exp(-lam_n), eta)
-            noise = noise_sampler(lam_t, lam_n) if up > 0 else None
-            stage2 = StepCoefficients(alpha=a_s, sigma=s_s, cx=an * down / (sk_t * at), c0=an * (1 - down / sk_t) * fac,
-                                      c1=an * (1 - down / sk_t) * (1 - fac), cn=an * up)
-            x = step_next(x_s, eps_s, stage2, prev=x0, noise=noise, base=x, out=out_n)  # x0 at s: not needed
-            out_s = (x_s, x0) if reusable(callback, x_s, x0) else None
-            out_n = x_t if i > 0 and reusable(callback, x_t) else None
-        if callback is not None:
-            callback(i, t, x_t, x0)
-    model.check_finite()
-    return x
+    # The intermediate points lambda_s = lambda_t + r h of every step, looked up in one batch.
+    mid = run.points_at_lambda([s.at.lam + r * s.h for s in run.steps[:-1]])
+    for step in run.steps:
+        p = run.predict(x, step)
+        if step.final:  # to the data (sigma = 0): the data prediction
+            x = p.x0
+            continue
+        now, nxt, at_s = step.at, step.to, mid[step.i]
+        sk_t = math.exp(-now.lam)
+        down, up = ancestral_split(sk_t, math.exp(-at_s.lam), eta)
+        x_s = (at_s.alpha * down / (sk_t * now.alpha)) * p.x + at_s.alpha * (1 - down / sk_t) * p.x0
+        if up > 0:
+            x_s = x_s + at_s.alpha * up * run.noise(noise_sampler, now.lam, at_s.lam)
+        p_s = run.predict(x_s, at_s)
+        D = (1 - 1 / (2 * r)) * p.x0 + 1 / (2 * r) * p_s.x0
+        down, up = ancestral_split(sk_t, math.exp(-nxt.lam), eta)
+        x = (nxt.alpha * down / (sk_t * now.alpha)) * p.x + nxt.alpha * (1 - down / sk_t) * D
+        if up > 0:
+            x = x + nxt.alpha * up * run.noise(noise_sampler, now.lam, nxt.lam)
+    return run.finish(x)
