@@ -128,12 +128,13 @@ def test_tables_reject_betas_outside_open_interval():
     # Constructors validate their parameters; the table check guards any subclass's betas.
     from dataclasses import dataclass
 
-    from diffkit.schedules import Schedule
+    from diffkit.schedules import DiscreteVP
 
     @dataclass(frozen=True)
-    class Fixed(Schedule):
+    class Fixed(DiscreteVP):
         num_train_timesteps: int = 3
         top: float = 1.0
+        rescale_zero_terminal_snr: bool = False
 
         def _make_betas(self):
             return np.array([0.1, 0.2, self.top])

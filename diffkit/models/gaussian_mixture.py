@@ -1,14 +1,18 @@
-"""An exact eps-model: data from a Gaussian mixture, noised by a VP schedule.
+"""An exact model: data from a Gaussian mixture, noised by any schedule family.
 
 If x0 ~ sum_k pi_k N(mu_k, S_k) then x_t = alpha_t x0 + sigma_t eps is again a
 mixture, sum_k pi_k N(alpha_t mu_k, C_k(t)) with C_k(t) = alpha_t^2 S_k + sigma_t^2 I.
-Its score is exact, and the optimal eps-model (the minimiser of the DDPM loss)
-is eps*(x_t, t) = -sigma_t grad log p_t(x_t):
+Its score is exact, and the optimal predictions (the minimisers of the training
+losses) are the posterior means:
 
-    eps*(x, t) = sigma_t * sum_k r_k(x) C_k(t)^{-1} (x - alpha_t mu_k),
-    r_k(x)     = softmax_k( log pi_k + log N(x; alpha_t mu_k, C_k(t)) ).
+    eps*(x, t) = sigma_t * sum_k r_k(x) C_k(t)^{-1} (x - alpha_t mu_k)
+    x0*(x, t)  = sum_k r_k(x) (mu_k + alpha_t S_k C_k(t)^{-1} (x - alpha_t mu_k))
+    r_k(x)     = softmax_k( log pi_k + log N(x; alpha_t mu_k, C_k(t)) )
 
-With S_k = U_k diag(s_k) U_k^T, C_k(t)^{-1} = U_k diag(1/(alpha^2 s_k + sigma^2)) U_k^T,
+Both are finite for every (alpha, sigma) with sigma > 0, alpha = 0 included (x0*
+is then the data mean): so the mixture gives exact ground truth in every family
+and every prediction type (:meth:`GaussianMixture.as_model`). With
+S_k = U_k diag(s_k) U_k^T, C_k(t)^{-1} = U_k diag(1/(alpha^2 s_k + sigma^2)) U_k^T,
 so each evaluation costs O(K B D^2), in the dtype of x.
 """
 
@@ -18,11 +22,16 @@ import math
 
 import torch
 
+from diffkit.conversions import PREDICTION_TYPES, per_sample
+from diffkit.models.prediction import Predictor
 from diffkit.schedules.base import Schedule
 
 
 class GaussianMixture:
-    """Analytic eps-model ``model(x, t) -> eps`` for Gaussian-mixture data; x has shape [B, *event_shape]."""
+    """Analytic model ``model(x, t) -> eps*`` for Gaussian-mixture data; x has shape [B, *event_shape].
+
+    ``as_model(prediction_type)`` gives the same exact model predicting x0, v or the flow velocity.
+    """
 
     def __init__(
         self,
@@ -61,21 +70,47 @@ class GaussianMixture:
         return self.means.shape[1]
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """eps*(x, t) in x's dtype; t is a float tensor [B] in training-timestep units."""
+        """eps*(x, t) in x's dtype; t is a float tensor [B] in the schedule's time."""
+        return self.posterior_means(x, t)[1]
+
+    def posterior_means(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0*, eps*): E[x0 | x_t = x] and E[eps | x_t = x], in x's dtype."""
         B = x.shape[0]
         dt = x.dtype
         y = x.reshape(B, 1, self.dim)
         alpha = self.schedule.alpha(t).to(device=x.device, dtype=dt).view(B, 1, 1)
         sigma = self.schedule.sigma(t).to(device=x.device, dtype=dt).view(B, 1, 1)
         evecs = self._evecs.to(device=x.device, dtype=dt)  # [K, D, D]
-        diag = alpha**2 * self._evals.to(x.device, dt) + sigma**2  # [B, K, D]
+        evals = self._evals.to(x.device, dt)  # [K, D]
+        diag = alpha**2 * evals + sigma**2  # [B, K, D]
         centred = y - alpha * self.means.to(x.device, dt)  # [B, K, D]
         z = torch.einsum("bkd,kde->bke", centred, evecs)
         log_prob = torch.log(self.weights.to(x.device, dt)) - 0.5 * ((z * z / diag).sum(-1) + diag.log().sum(-1))
         resp = torch.softmax(log_prob, dim=-1)  # [B, K]
-        precision_z = torch.einsum("bke,kde->bkd", z / diag, evecs)
+        precision_z = torch.einsum("bke,kde->bkd", z / diag, evecs)  # C^-1 (x - alpha mu)
         eps = sigma.view(B, 1) * torch.einsum("bk,bkd->bd", resp, precision_z)
-        return eps.reshape(x.shape)
+        shrunk = torch.einsum("bke,kde->bkd", evals * z / diag, evecs)  # S C^-1 (x - alpha mu)
+        x0 = torch.einsum("bk,bkd->bd", resp, self.means.to(x.device, dt) + alpha * shrunk)
+        return x0.reshape(x.shape), eps.reshape(x.shape)
+
+    def as_model(self, prediction_type: str = "epsilon") -> Predictor:
+        """The exact model predicting ``prediction_type`` (epsilon, sample, v_prediction, flow)."""
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: {', '.join(PREDICTION_TYPES)}")
+
+        def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            x0, eps = self.posterior_means(x, t)
+            if prediction_type == "epsilon":
+                return eps
+            if prediction_type == "sample":
+                return x0
+            if prediction_type == "flow":
+                return eps - x0
+            alpha = per_sample(self.schedule.alpha(t).to(x.device), x)
+            sigma = per_sample(self.schedule.sigma(t).to(x.device), x)
+            return alpha * eps - sigma * x0  # v
+
+        return Predictor(predict, prediction_type)
 
     # -- ground truth of the data -----------------------------------------------------
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import torch
 
 _MASK = (1 << 63) - 1
+ZERO_SNR_LAMBDA = -20.0  # lower end of the path at zero terminal SNR (alpha = 2e-9: below any trained range)
 
 
 def _mix(*values: int) -> int:
@@ -94,6 +95,9 @@ class BrownianNoise:
         return w_left + frac * (w_right - w_left)
 
     def __call__(self, lam_from: float, lam_to: float) -> torch.Tensor:
+        """(W(lam_to) - W(lam_from)) / sqrt(|lam_to - lam_from|) in normalised time; ends clamped to the range."""
+        lam_from = min(max(lam_from, self.lam_min), self.lam_max)
+        lam_to = min(max(lam_to, self.lam_min), self.lam_max)
         span = self.lam_max - self.lam_min
         ua, ub = (lam_from - self.lam_min) / span, (lam_to - self.lam_min) / span
         if ua == ub:
@@ -105,9 +109,13 @@ class BrownianNoise:
 def brownian_for(
     x: torch.Tensor, schedule, generator: torch.Generator | Sequence[torch.Generator] | None
 ) -> BrownianNoise:
-    """A BrownianNoise covering the schedule's whole lambda range, seeded from ``generator`` (one draw each)."""
-    T = schedule.num_train_timesteps
-    lam_lo, lam_hi = float(schedule.lambda_(T - 1.0)), float(schedule.lambda_(0.0))
+    """A BrownianNoise covering the schedule's whole lambda range, seeded from ``generator`` (one draw each).
+
+    At zero terminal SNR the range starts at ``ZERO_SNR_LAMBDA`` instead of -inf: a step from
+    lambda = -inf draws the path's increment from there.
+    """
+    lam_lo = max(float(schedule.lambda_(schedule.t_max)), ZERO_SNR_LAMBDA)
+    lam_hi = float(schedule.lambda_(schedule.t_min))
     if generator is None:
         gens: list[torch.Generator | None] = [None]
     elif isinstance(generator, torch.Generator):

@@ -32,7 +32,8 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
             x = p.x0
             continue
         now, nxt = step.at, step.to
-        s = eta * (nxt.sigma / now.sigma) * math.sqrt(-math.expm1(2.0 * math.log(now.alpha / nxt.alpha)))
+        ratio = now.alpha / nxt.alpha  # sqrt(abar_t / abar_n) < 1; 0 at zero terminal SNR
+        s = eta * (nxt.sigma / now.sigma) * math.sqrt((1.0 - ratio) * (1.0 + ratio))
         x = nxt.alpha * p.x0 + math.sqrt(nxt.sigma**2 - s**2) * p.eps
         if z is not None:
             x = x + s * z

@@ -34,23 +34,28 @@ def sample_dpmpp_sde(
     run = SamplerRun("dpmpp_sde", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     if noise_sampler is None and eta > 0:
         noise_sampler = brownian_for(x, schedule, generator)
-    # The intermediate points lambda_s = lambda_t + r h of every step, looked up in one batch.
-    mid = run.points_at_lambda([s.at.lam + r * s.h for s in run.steps[:-1]])
+    # The intermediate points lambda_s = lambda_t + r h of every step, looked up in one batch. A step from
+    # zero SNR (lambda_t = -inf, h = inf) has no intermediate point: it is first order (D = x0_t).
+    finite = [s for s in run.steps[:-1] if math.isfinite(s.h)]
+    mid = dict(zip((s.i for s in finite), run.points_at_lambda([s.at.lam + r * s.h for s in finite])))
     for step in run.steps:
         p = run.predict(x, step)
         if step.final:  # to the data (sigma = 0): the data prediction
             x = p.x0
             continue
-        now, nxt, at_s = step.at, step.to, mid[step.i]
-        sk_t = math.exp(-now.lam)
-        down, up = ancestral_split(sk_t, math.exp(-at_s.lam), eta)
-        x_s = (at_s.alpha * down / (sk_t * now.alpha)) * p.x + at_s.alpha * (1 - down / sk_t) * p.x0
-        if up > 0:
-            x_s = x_s + at_s.alpha * up * run.noise(noise_sampler, now.lam, at_s.lam)
-        p_s = run.predict(x_s, at_s)
-        D = (1 - 1 / (2 * r)) * p.x0 + 1 / (2 * r) * p_s.x0
+        now, nxt = step.at, step.to
+        sk_t = math.exp(-now.lam)  # inf at zero SNR; y_t / sigma_k_t = x_t / sigma_t stays finite
+        D = p.x0
+        if step.i in mid:
+            at_s = mid[step.i]
+            down, up = ancestral_split(sk_t, math.exp(-at_s.lam), eta)
+            x_s = (at_s.alpha * down / now.sigma) * p.x + at_s.alpha * (1 - down / sk_t) * p.x0
+            if up > 0:
+                x_s = x_s + at_s.alpha * up * run.noise(noise_sampler, now.lam, at_s.lam)
+            p_s = run.predict(x_s, at_s)
+            D = (1 - 1 / (2 * r)) * p.x0 + 1 / (2 * r) * p_s.x0
         down, up = ancestral_split(sk_t, math.exp(-nxt.lam), eta)
-        x = (nxt.alpha * down / (sk_t * now.alpha)) * p.x + nxt.alpha * (1 - down / sk_t) * D
+        x = (nxt.alpha * down / now.sigma) * p.x + nxt.alpha * (1 - down / sk_t) * D
         if up > 0:
             x = x + nxt.alpha * up * run.noise(noise_sampler, now.lam, nxt.lam)
     return run.finish(x)

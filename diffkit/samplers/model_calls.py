@@ -1,10 +1,17 @@
 """Calling the model inside a sampler: checked calls that return a :class:`Prediction`.
 
-The one model interface is ``eps(x_t, t, **cond) -> eps``; a :class:`Prediction`
-hands a sampler the state and both predictions as LinCombs, so each update reads
-in whichever of them its paper writes:
+The one model interface is ``model(x_t, t, **cond) -> output``, where the output
+is eps unless the model says otherwise in its ``prediction_type`` attribute
+("sample", "v_prediction", "flow": :func:`diffkit.models.from_prediction` sets it).
+A :class:`Prediction` hands a sampler the state and both predictions as LinCombs,
+so each update reads in whichever of them its paper writes:
 
-    eps = the model's output          x0 = (x - sigma eps) / alpha
+    x0 = a x + b out,   eps = c x + d out        (conversions.prediction_coefficients)
+
+Why both, and why not "everything is eps": x0 from eps divides by alpha, which is
+0 where flow and zero-terminal-SNR models start sampling; converting the native
+output to each of x0 and eps directly needs no division there (v and flow), so
+every sampler runs on every family without a special case.
 
 Checks cost no host-device synchronisation: output shape, dtype and device are
 metadata; a model that writes into its input is caught by the tensor's version
@@ -20,6 +27,7 @@ from typing import Any
 
 import torch
 
+from diffkit.conversions import PREDICTION_TYPES, prediction_coefficients
 from diffkit.samplers.lincomb import LinComb
 from diffkit.samplers.timetable import Point
 
@@ -37,6 +45,13 @@ class Prediction:
     dtype: torch.dtype  # the model output's dtype (seed-compatible noise is drawn in it)
 
 
+def _combination(cx: float, x: torch.Tensor, cout: float, out: torch.Tensor) -> LinComb:
+    """cx x + cout out, leaving out a zero term."""
+    if cx == 0.0:
+        return LinComb(((cout, out),))
+    return LinComb(((cx, x), (cout, out)))
+
+
 def _where(step: int, at: Point) -> str:
     return f"at step {step} (t={at.t:.4g})"
 
@@ -51,6 +66,10 @@ class ModelCalls:
             raise TypeError(f"{name}: cond must be a mapping of keyword arguments for the model, "
                             f"got {type(cond).__name__}")
         self.name, self.eps_model = name, eps_model
+        self.kind = getattr(eps_model, "prediction_type", "epsilon")
+        if self.kind not in PREDICTION_TYPES:
+            raise ValueError(f"{name}: the model's prediction_type is {self.kind!r}; allowed: "
+                             f"{', '.join(PREDICTION_TYPES)} (wrap other models with diffkit.models.from_prediction)")
         self.model_dtype, self.device, self.shape = x.dtype, x.device, x.shape
         self.t_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         self.cond = dict(cond or {})
@@ -68,28 +87,33 @@ class ModelCalls:
         tt = torch.full((self.shape[0],), at.t, dtype=self.t_dtype, device=self.device)
         x_in = x.to(self.model_dtype)
         version = None if x_in.is_inference() else x_in._version  # inference tensors keep no version counter
-        eps = self.eps_model(x_in, tt, **self.cond)
+        out = self.eps_model(x_in, tt, **self.cond)
         if version is not None and x_in._version != version:
             raise ValueError(f"{self.name}: the model wrote into the x it was given {_where(step, at)}; "
                              "a model must not modify its input in place")
-        if not isinstance(eps, torch.Tensor):
-            raise TypeError(f"{self.name}: the model returned {type(eps).__name__} {_where(step, at)}, "
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{self.name}: the model returned {type(out).__name__} {_where(step, at)}, "
                             "expected a tensor")
-        if eps.shape != self.shape:
-            raise ValueError(f"{self.name}: model output {_where(step, at)} has shape {tuple(eps.shape)}, "
+        if out.shape != self.shape:
+            raise ValueError(f"{self.name}: model output {_where(step, at)} has shape {tuple(out.shape)}, "
                              f"expected the input's shape {tuple(self.shape)}")
-        if not eps.is_floating_point():
-            raise TypeError(f"{self.name}: model output {_where(step, at)} has dtype {eps.dtype}; "
+        if not out.is_floating_point():
+            raise TypeError(f"{self.name}: model output {_where(step, at)} has dtype {out.dtype}; "
                             "expected a floating-point dtype")
-        if eps.device != self.device:
-            raise ValueError(f"{self.name}: model output is on {eps.device}, x is on {self.device}")
+        if out.device != self.device:
+            raise ValueError(f"{self.name}: model output is on {out.device}, x is on {self.device}")
         # One reduction per call, kept on the device: a NaN or inf anywhere makes the sum non-finite
         # (accumulated in >= float32, so fp16 outputs cannot overflow it).
-        self._sums.append(eps.sum(dtype=torch.float64 if eps.dtype == torch.float64 else torch.float32))
+        self._sums.append(out.sum(dtype=torch.float64 if out.dtype == torch.float64 else torch.float32))
         self._where.append((step, at.t))
-        state = LinComb(((1.0, x),))
-        return Prediction(state, LinComb(((1.0, eps),)),
-                          LinComb(((1.0 / at.alpha, x), (-at.sigma / at.alpha, eps))), eps.dtype)
+        if self.kind == "epsilon" and at.alpha > 0.0:  # the common case, without the table lookup
+            return Prediction(LinComb(((1.0, x),)), LinComb(((1.0, out),)),
+                              LinComb(((1.0 / at.alpha, x), (-at.sigma / at.alpha, out))), out.dtype)
+        try:
+            a, b, c, d = prediction_coefficients(self.kind, at.alpha, at.sigma)
+        except ValueError as err:
+            raise ValueError(f"{self.name}: {err} ({_where(step, at)})") from None
+        return Prediction(LinComb(((1.0, x),)), _combination(c, x, d, out), _combination(a, x, b, out), out.dtype)
 
     def check_finite(self) -> None:
         """Raise, naming the first step and t, if any model output was non-finite (one sync, after the loop)."""

@@ -74,6 +74,9 @@ def ancestral_split(sigma_from: float, sigma_to: float, eta: float) -> tuple[flo
 
     sigma_up = min(sigma_to, eta sqrt(sigma_to^2 (sigma_from^2 - sigma_to^2) / sigma_from^2)),
     sigma_down = sqrt(sigma_to^2 - sigma_up^2).
+
+    Written as sigma_to^2 (1 - (sigma_to / sigma_from)^2), which takes its limit eta sigma_to
+    when a step starts from zero SNR (sigma_from = inf).
     """
-    up = min(sigma_to, eta * math.sqrt(sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2))
+    up = min(sigma_to, eta * sigma_to * math.sqrt(1.0 - (sigma_to / sigma_from) ** 2))
     return math.sqrt(sigma_to**2 - up**2), up

@@ -43,7 +43,7 @@ class SamplerRun:
         eps_model: EpsModel,  # eps(x_t, t, **cond)
         x: torch.Tensor,  # x_T, the caller's: never written
         schedule: Schedule,  # the forward process
-        timesteps: TimestepsLike,  # visited timesteps, strictly decreasing, in [0, T-1]
+        timesteps: TimestepsLike,  # visited timesteps, strictly decreasing, in [t_min, t_max]
         *,
         generator: GeneratorArg = None,  # randomness of the stochastic samplers
         callback: Callback | None = None,  # callback(i, t, x_t, x0) at every visited timestep

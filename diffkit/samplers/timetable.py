@@ -52,18 +52,16 @@ class Step:
 
 
 def check_timesteps(schedule: Schedule, timesteps: TimestepsLike) -> tuple[float, ...]:
-    """Visited timesteps as floats: a non-empty, strictly decreasing 1-D sequence within [0, T-1]."""
+    """Visited timesteps as floats: a non-empty, strictly decreasing 1-D sequence within [t_min, t_max]."""
     if isinstance(timesteps, torch.Tensor):
         timesteps = timesteps.detach().cpu().numpy()
     try:
         ts = np.asarray(timesteps, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"timesteps must be a 1-D sequence of numbers: {err}") from None
-    T = schedule.num_train_timesteps
     if ts.ndim != 1 or ts.size < 1:
         raise ValueError(f"timesteps must be a non-empty 1-D sequence, got shape {ts.shape}")
-    if not np.all(np.isfinite(ts)) or ts.min() < 0 or ts.max() > T - 1:
-        raise ValueError(f"timesteps must lie in [0, T-1]=[0, {T - 1}], got range [{ts.min()}, {ts.max()}]")
+    schedule.check_time(ts)
     if ts.size > 1 and not np.all(np.diff(ts) < 0):
         raise ValueError("timesteps must be strictly decreasing (no duplicates)")
     return tuple(ts.tolist())
@@ -93,6 +91,8 @@ def _steps(schedule: Schedule, t: tuple[float, ...]) -> tuple[Step, ...]:
     ts = np.asarray(t, dtype=np.float64)
     values = zip(t, schedule.alpha(ts).tolist(), schedule.sigma(ts).tolist(), schedule.lambda_(ts).tolist())
     points = [Point(*v) for v in values]
-    if any(not (p.alpha > 0 and p.sigma > 0 and math.isfinite(p.lam)) for p in points):
-        raise ValueError("the schedule gives alpha or sigma = 0 at a visited timestep; visit 0 < alpha, sigma only")
+    # sigma > 0 wherever a model is evaluated (the step to sigma = 0 is the final one, never a visited point);
+    # alpha = 0 (lambda = -inf) only where sampling starts, at zero terminal SNR.
+    if any(not (p.sigma > 0 and p.alpha >= 0 and not math.isnan(p.lam)) for p in points):
+        raise ValueError("visited timesteps need sigma > 0 (the data, sigma = 0, is reached by the final step)")
     return tuple(Step(i, p, points[i + 1] if i + 1 < len(points) else None) for i, p in enumerate(points))

@@ -1,23 +1,27 @@
-"""Discrete variance-preserving noise schedules as immutable float64 value objects.
+"""The contract every noise schedule satisfies; samplers, spacings and models read only this.
 
-A schedule is defined by its betas beta_0..beta_{T-1}; everything else derives
-from them (see diffkit.conversions for the notation):
+A schedule is a forward process on a time t in [t_min, t_max] (larger t: noisier):
 
-    abar_t = prod_{s<=t} (1 - beta_s)     alpha_t = sqrt(abar_t)
-    sigma_t = sqrt(1 - abar_t)            lambda_t = log(alpha_t / sigma_t)
+    x_t = alpha(t) x0 + sigma(t) eps
+    lambda(t) = log(alpha(t) / sigma(t))      half log-SNR, strictly decreasing in t
+    sigma_k(t) = sigma(t) / alpha(t)           k-diffusion's sigma = exp(-lambda)
 
-Continuous time. Samplers may visit fractional t in [0, T-1] (Karras or
-log-SNR spacings, the intermediate stage of DPM++ SDE). The rule, as in
-k-diffusion's discrete wrappers: log sigma_k (= -lambda) is piecewise linear in
-t between integer timesteps. It is therefore exact at integer t, strictly
-monotone, and invertible in closed form on each segment. Every accessor takes a
-float, a NumPy array or a tensor and returns the same kind (tensors as float64
-on the input's device); inverses clamp to [0, T-1].
+t is also what the model is called with: training timesteps for the discrete
+schedules, sigma * T for flow matching (diffusers' convention), sigma itself for
+EDM. Endpoints are exact: sigma > 0 on the whole domain (samplers end with one
+named step to sigma = 0, the data), and alpha(t_max) may be 0 (zero terminal SNR,
+flow matching), where lambda = -inf, not a small number standing in for it.
+
+Every accessor takes a float, a NumPy array or a tensor and returns the same kind
+(tensors as float64 on the input's device). Which timesteps a sampler visits is
+:func:`diffkit.schedules.timesteps`, not a property of the schedule; a family with
+its own grids (the discrete spacings, flow matching's shifted grid) provides them
+through :meth:`Schedule.native_timesteps`.
 """
 
 from __future__ import annotations
 
-from functools import cached_property
+import math
 
 import numpy as np
 import torch
@@ -25,13 +29,15 @@ import torch
 TimeLike = float | np.ndarray | torch.Tensor
 
 
-def _to_tensor(value: TimeLike) -> torch.Tensor:
+def to_tensor(value: TimeLike) -> torch.Tensor:
+    """``value`` as a float64 tensor (on its device, for tensors)."""
     if isinstance(value, torch.Tensor):
         return value.to(torch.float64)
     return torch.as_tensor(np.asarray(value, dtype=np.float64))
 
 
-def _like(result: torch.Tensor, original: TimeLike) -> TimeLike:
+def like(result: torch.Tensor, original: TimeLike) -> TimeLike:
+    """``result`` as the kind of ``original``: tensor, NumPy array or float."""
     if isinstance(original, torch.Tensor):
         return result
     if isinstance(original, np.ndarray):
@@ -40,95 +46,62 @@ def _like(result: torch.Tensor, original: TimeLike) -> TimeLike:
 
 
 class Schedule:
-    """Base class: subclasses are frozen dataclasses implementing ``_make_betas``."""
+    """Base of every schedule family: subclasses are frozen dataclasses implementing the abstract accessors."""
 
-    num_train_timesteps: int
+    default_spacing = "karras"  # the spacing diffkit.sample uses with this schedule unless told otherwise
 
-    def _make_betas(self) -> np.ndarray:
+    @property
+    def t_min(self) -> float:
+        """The least noisy time a sampler may visit (sigma > 0 there)."""
         raise NotImplementedError
 
-    def _check_num_train_timesteps(self) -> None:
-        T = self.num_train_timesteps
-        if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 2:
-            raise ValueError(f"num_train_timesteps must be an integer >= 2, got {T!r}")
-
-    @cached_property
-    def betas(self) -> np.ndarray:
-        """beta_t for t = 0..T-1, float64, read-only."""
-        betas = np.asarray(self._make_betas(), dtype=np.float64)
-        if not (np.all(betas > 0) and np.all(betas < 1)):
-            raise ValueError(
-                f"{type(self).__name__}: every beta must lie in (0, 1); got range "
-                f"[{betas.min():.3g}, {betas.max():.3g}]"
-            )
-        betas.setflags(write=False)
-        return betas
-
-    @cached_property
-    def alphas_cumprod(self) -> np.ndarray:
-        """abar_t for t = 0..T-1, float64, read-only; computed in log space for accuracy."""
-        abar = np.exp(np.cumsum(np.log1p(-self.betas)))
-        if not abar[-1] > 0:
-            raise ValueError(f"{type(self).__name__}: abar underflows to 0 in float64; the betas are too large for T")
-        abar.setflags(write=False)
-        return abar
-
-    @cached_property
-    def _log_sigma_k(self) -> torch.Tensor:
-        # log sigma_k = 0.5 log((1 - abar) / abar), strictly increasing in t.
-        abar = self.alphas_cumprod
-        return torch.from_numpy(0.5 * (np.log(-np.expm1(np.log(abar))) - np.log(abar)))
-
-    # -- continuous-time accessors -------------------------------------------------
-
-    def log_sigma_k(self, t: TimeLike) -> TimeLike:
-        """log sigma_k(t) = -lambda(t), piecewise linear between integer t (the interpolation rule)."""
-        tt = _to_tensor(t)
-        table = self._log_sigma_k.to(tt.device)
-        T = self.num_train_timesteps
-        lo = tt.clamp(0, T - 1).floor().clamp(max=T - 2)
-        w = tt - lo
-        i = lo.long()
-        return _like(table[i] + w * (table[i + 1] - table[i]), t)
-
-    def lambda_(self, t: TimeLike) -> TimeLike:
-        """Half log-SNR lambda(t) = log(alpha_t / sigma_t)."""
-        return _like(-_to_tensor(self.log_sigma_k(_to_tensor(t))), t)
-
-    def abar(self, t: TimeLike) -> TimeLike:
-        """abar(t) = alpha_t^2 = sigmoid(2 lambda)."""
-        return _like(torch.sigmoid(2.0 * _to_tensor(self.lambda_(_to_tensor(t)))), t)
+    @property
+    def t_max(self) -> float:
+        """The noisiest time, where sampling starts (alpha may be 0 there)."""
+        raise NotImplementedError
 
     def alpha(self, t: TimeLike) -> TimeLike:
-        """alpha(t) = sqrt(abar(t))."""
-        return _like(torch.sigmoid(2.0 * _to_tensor(self.lambda_(_to_tensor(t)))).sqrt(), t)
+        """Signal scale alpha(t)."""
+        raise NotImplementedError
 
     def sigma(self, t: TimeLike) -> TimeLike:
-        """sigma(t) = sqrt(1 - abar(t)) = sqrt(sigmoid(-2 lambda)), accurate at both ends."""
-        return _like(torch.sigmoid(-2.0 * _to_tensor(self.lambda_(_to_tensor(t)))).sqrt(), t)
+        """Noise scale sigma(t) > 0."""
+        raise NotImplementedError
 
-    def sigma_k(self, t: TimeLike) -> TimeLike:
-        """k-diffusion's sigma_k(t) = sigma_t / alpha_t = exp(-lambda)."""
-        return _like(_to_tensor(self.log_sigma_k(_to_tensor(t))).exp(), t)
+    def lambda_(self, t: TimeLike) -> TimeLike:
+        """Half log-SNR lambda(t) = log(alpha / sigma); -inf where alpha = 0."""
+        raise NotImplementedError
 
     def t_from_lambda(self, lam: TimeLike) -> TimeLike:
-        """Inverse of :meth:`lambda_`, clamped to [0, T-1]."""
-        ls = -_to_tensor(lam)
-        table = self._log_sigma_k.to(ls.device)
-        T = self.num_train_timesteps
-        i = (torch.searchsorted(table, ls.contiguous(), right=True) - 1).clamp(0, T - 2)
-        w = (ls - table[i]) / (table[i + 1] - table[i])
-        return _like((i + w).clamp(0, T - 1), lam)
+        """Inverse of :meth:`lambda_`, clamped to [t_min, t_max]."""
+        raise NotImplementedError
 
-    def t_from_sigma(self, sigma: TimeLike) -> TimeLike:
-        """Inverse of :meth:`sigma` (sigma in (0, 1)), clamped to [0, T-1]."""
-        s = _to_tensor(sigma)
-        lam = 0.5 * torch.log1p(-s * s) - torch.log(s)
-        return _like(_to_tensor(self.t_from_lambda(lam)), sigma)
+    def native_timesteps(self, steps: int, spacing: str) -> np.ndarray | None:
+        """This family's own grid named ``spacing`` (strictly decreasing, in the domain), or None if it has none."""
+        return None
+
+    native_spacings: tuple[str, ...] = ()  # the names native_timesteps knows
+
+    # -- derived -----------------------------------------------------------------------
+
+    def sigma_k(self, t: TimeLike) -> TimeLike:
+        """k-diffusion's sigma_k(t) = sigma_t / alpha_t = exp(-lambda); inf where alpha = 0."""
+        return like(torch.exp(-to_tensor(self.lambda_(to_tensor(t)))), t)
 
     def t_from_sigma_k(self, sigma_k: TimeLike) -> TimeLike:
-        """Inverse of :meth:`sigma_k`, clamped to [0, T-1]."""
-        return _like(_to_tensor(self.t_from_lambda(-torch.log(_to_tensor(sigma_k)))), sigma_k)
+        """Inverse of :meth:`sigma_k`, clamped to [t_min, t_max]."""
+        return like(to_tensor(self.t_from_lambda(-torch.log(to_tensor(sigma_k)))), sigma_k)
+
+    @property
+    def zero_terminal_snr(self) -> bool:
+        """Whether sampling starts from pure noise: alpha(t_max) = 0, lambda(t_max) = -inf."""
+        return float(self.alpha(self.t_max)) == 0.0
+
+    def check_time(self, t: np.ndarray, what: str = "timesteps") -> None:
+        """ValueError unless every t is finite and within [t_min, t_max]."""
+        if t.size and (not np.all(np.isfinite(t)) or t.min() < self.t_min or t.max() > self.t_max):
+            raise ValueError(f"{what} must lie in [t_min, t_max]=[{self.t_min:g}, {self.t_max:g}] "
+                             f"for {type(self).__name__}, got range [{t.min():g}, {t.max():g}]")
 
     # -- the forward process ---------------------------------------------------------
 
@@ -143,3 +116,29 @@ class Schedule:
         alpha = self.alpha(t).to(x0.dtype).view(view)
         sigma = self.sigma(t).to(x0.dtype).view(view)
         return alpha * x0 + sigma * noise.to(x0.dtype)
+
+
+def log_alpha_sigma(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log alpha, log sigma) of the variance-preserving process at half log-SNR ``lam``; exact at +-inf.
+
+    alpha^2 = sigmoid(2 lam), sigma^2 = sigmoid(-2 lam), through log-sigmoid so that
+    neither underflows before it must.
+    """
+    return 0.5 * torch.nn.functional.logsigmoid(2.0 * lam), 0.5 * torch.nn.functional.logsigmoid(-2.0 * lam)
+
+
+def check_positive_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> None:
+    """ValueError unless ``value`` is an integer in [minimum, maximum]."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
+    if ok and maximum is not None and value > maximum:
+        ok = False
+    if not ok:
+        limit = f" and <= {maximum:,}" if maximum is not None else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{limit}, got {value!r}")
+
+
+def check_finite_positive(name: str, value: object) -> float:
+    """``value`` as a float, ValueError unless it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)

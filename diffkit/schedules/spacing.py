@@ -1,8 +1,10 @@
 """Which timesteps a sampler visits: a function of (schedule, steps, spacing), not a schedule flag.
 
-Every spacing returns ``steps`` strictly decreasing float64 timesteps in
-[0, T-1]; samplers visit them in order and then take one final step to the
-data (sigma = 0). No duplicates, ever.
+Every spacing returns ``steps`` strictly decreasing float64 timesteps in the
+schedule's domain [t_min, t_max]; samplers visit them in order and then take one
+final step to the data (sigma = 0). No duplicates, ever. ``karras`` and ``logsnr``
+exist for every schedule (through lambda(t)); a family adds its own grids
+(``Schedule.native_timesteps``), e.g. the discrete schedules' integer grids:
 
 - ``leading``  : k * (T // steps) for k = steps-1..0            (diffusers "leading", steps_offset=0)
 - ``trailing`` : round(T - k * T / steps) - 1 for k = 0..steps-1  (diffusers "trailing")
@@ -24,19 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffkit.schedules.base import Schedule
+from diffkit.schedules.base import Schedule, check_positive_int
+from diffkit.schedules.discrete import DISCRETE_SPACINGS
 
-SPACINGS = ("leading", "trailing", "linspace", "karras", "logsnr")
-DISCRETE_SPACINGS = ("leading", "trailing", "linspace")
-
-
-def _discrete(T: int, steps: int, spacing: str) -> np.ndarray:
-    k = np.arange(steps, dtype=np.float64)
-    if spacing == "leading":
-        return (k * (T // steps))[::-1]
-    if spacing == "trailing":
-        return np.round(T - k * (T / steps)) - 1
-    return np.round(np.linspace(0, T - 1, steps + 1))[::-1][:-1]
+GENERIC_SPACINGS = ("karras", "logsnr")  # defined for every schedule through lambda(t)
+SPACINGS = DISCRETE_SPACINGS + GENERIC_SPACINGS
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> np.ndarray:
@@ -48,34 +42,47 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7
     return (hi + ramp * (lo - hi)) ** rho
 
 
-def timesteps(schedule: Schedule, steps: int, spacing: str = "karras", *, rho: float = 7.0) -> np.ndarray:
-    """The ``steps`` timesteps to visit, strictly decreasing, in [0, T-1] (float64)."""
-    T = schedule.num_train_timesteps
-    if spacing not in SPACINGS:
-        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if spacing in DISCRETE_SPACINGS and steps > T:
-        raise ValueError(f"spacing {spacing!r} visits integer timesteps: steps must be <= T={T}, got {steps}")
-    if not rho > 0:
-        raise ValueError(f"rho must be > 0, got {rho!r}")
-    if steps == T and spacing in DISCRETE_SPACINGS:
-        return np.arange(T - 1, -1, -1, dtype=np.float64)
-    if spacing in DISCRETE_SPACINGS:
-        t = _discrete(T, int(steps), spacing)
-    elif spacing == "karras":
-        sk = schedule.sigma_k(np.array([0.0, T - 1.0]))
-        t = schedule.t_from_sigma_k(karras_sigmas(sk[0], sk[1], int(steps), rho))
+def spacings(schedule: Schedule) -> tuple[str, ...]:
+    """The spacings ``schedule`` supports: its own grids, then the generic ones."""
+    return tuple(schedule.native_spacings) + GENERIC_SPACINGS
+
+
+def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho: float = 7.0) -> np.ndarray:
+    """The ``steps`` timesteps to visit, strictly decreasing, in [t_min, t_max] (float64).
+
+    ``spacing`` defaults to the schedule's own (``schedule.default_spacing``).
+    """
+    spacing = schedule.default_spacing if spacing is None else spacing
+    allowed = spacings(schedule)
+    if spacing not in allowed:
+        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(allowed)}")
+    if not (isinstance(rho, (int, float)) and rho > 0):
+        raise ValueError(f"rho must be a number > 0, got {rho!r}")
+    check_positive_int("steps", steps, 1, 1_000_000)
+    native = schedule.native_timesteps(int(steps), spacing)
+    if native is not None:
+        t = np.asarray(native, dtype=np.float64)
     else:
-        lam = schedule.lambda_(np.array([T - 1.0, 0.0]))
-        t = schedule.t_from_lambda(np.linspace(lam[0], lam[1], int(steps)))
-    t = np.clip(t, 0.0, T - 1.0)
-    # Pin the ends exactly (the inverse maps are exact only up to rounding), then
-    # guard strict monotonicity, which rounding in the inverse could otherwise break.
-    if spacing not in DISCRETE_SPACINGS:
-        t[0] = T - 1.0
-        if steps > 1:
-            t[-1] = 0.0
+        t = _generic(schedule, int(steps), spacing, rho)
     if steps > 1 and not np.all(np.diff(t) < 0):
         raise AssertionError(f"internal error: {spacing} spacing produced non-decreasing timesteps {t}")
+    return t
+
+
+def _generic(schedule: Schedule, steps: int, spacing: str, rho: float) -> np.ndarray:
+    t_min, t_max = schedule.t_min, schedule.t_max
+    lam_hi, lam_lo = float(schedule.lambda_(t_min)), float(schedule.lambda_(t_max))
+    if not np.isfinite(lam_lo):
+        raise ValueError(f"spacing {spacing!r} spaces sigma_k or lambda between the ends, but "
+                         f"{type(schedule).__name__} starts at zero SNR (sigma_k = inf at t_max); "
+                         f"use one of its own spacings: {', '.join(schedule.native_spacings) or 'none'}")
+    if spacing == "karras":
+        t = schedule.t_from_sigma_k(karras_sigmas(np.exp(-lam_hi), np.exp(-lam_lo), steps, rho))
+    else:
+        t = schedule.t_from_lambda(np.linspace(lam_lo, lam_hi, steps))
+    t = np.clip(np.asarray(t, dtype=np.float64), t_min, t_max)
+    # Pin the ends exactly (the inverse maps are exact only up to rounding).
+    t[0] = t_max
+    if steps > 1:
+        t[-1] = t_min
     return t
