@@ -45,7 +45,7 @@ class SuiteOptions:
     latency_models: tuple[str, ...] = ("digits_small", "ddpm_cifar10")  # U-Net presets timed ("" = none)
     latency_batches: tuple[int, ...] = (1, 64)
     latency_steps: tuple[int, ...] = (10, 20, 50)
-    digits: dict = field(default_factory=dict)  # options of digits_bench.digits_quality (samples, nfes, ...)
+    digits: dict = field(default_factory=dict)  # options of the digits section (digits.DEFAULTS: samples, nfes, ...)
     device: str = "cpu"  # device of the U-Net latency runs (mixtures: CPU float64; digits: CPU)
     seed: int = 0
     progress: bool = True
