@@ -39,12 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffkit.bench.peers.kdiffusion import SigmaNoiseSampler
+from diffkit.bench.peers.kdiffusion import BENCH_EXTRA, SigmaNoiseSampler
 from diffkit.samplers.base import EpsModel
 from diffkit.schedules import Cosine, Linear, Schedule, ScaledLinear
 
 Generator = torch.Generator | Sequence[torch.Generator] | None
-INSTALL = 'pip install -e ".[bench]"'  # the extra that brings diffusers (and torchsde, which its SDE scheduler uses)
 
 
 def _diffusers() -> types.ModuleType:
@@ -52,7 +51,7 @@ def _diffusers() -> types.ModuleType:
     try:
         import diffusers
     except ImportError as err:
-        raise ImportError(f"the diffusers peers need diffusers, which is not installed: {INSTALL}") from err
+        raise ImportError(f"the diffusers peers need diffusers, which is not installed: {BENCH_EXTRA}") from err
     return diffusers
 
 

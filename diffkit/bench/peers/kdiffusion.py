@@ -31,8 +31,9 @@ from diffkit.samplers.base import EpsModel, NoiseSampler
 from diffkit.schedules import Schedule
 
 SigmaNoiseSampler = Callable[[Any, Any], torch.Tensor]  # k-diffusion's noise(sigma, sigma_next)
+BENCH_EXTRA = 'pip install -e ".[bench]"'  # diffusers and torchsde, for both families of peers
 # k-diffusion's own dependencies include torchvision, which has no CPU build: it goes in without them.
-INSTALL = 'pip install -e ".[bench]" && pip install --no-deps k-diffusion==0.1.1.post1'
+INSTALL = f"{BENCH_EXTRA} && pip install --no-deps k-diffusion==0.1.1.post1"
 
 
 _KD_PACKAGE = "_diffkit_peers_k_diffusion"  # private name: the real ``k_diffusion`` stays unimported
