@@ -28,7 +28,7 @@ shape (one untimed run under a dispatch mode), times one draw in the same run, a
 the ratio of the per-step times with those draws taken out: the samplers' own work.
 The extra row ``dpmpp_sde+brownian`` puts it back: each library's default Brownian
 noise (diffkit's BrownianNoise, diffusers' torchsde BrownianInterval, k-diffusion's
-torchsde BrownianTree), at ``--brownian-steps`` steps and fewer repeats (it is slow).
+torchsde BrownianTree), at ``brownian_steps`` steps and fewer repeats (it is slow).
 
 Timesteps: ddpm/ddim "leading", the DPM-Solver++ family "linspace" (diffusers'
 defaults); k-diffusion visits the same timesteps as sigmas. Times are medians of
