@@ -1,9 +1,10 @@
-"""benchmarks/bench_kernels.py and bench_end_to_end.py measure on a GPU only; here their code runs.
+"""The GPU benchmarks (diffkit.bench.kernels, diffkit.bench.end_to_end) measure on a GPU only; here their code runs.
 
 Tiny CPU tensors under the Triton interpreter, every case called once by a stand-in
-timer, so that a session lent a GPU does not find the scripts broken. Nothing is timed:
-the checks are on what the scripts derive (bytes moved, errors, agreement of the
-eager and fused runs) and on their tables. Only the CUDA-graph capture is left to the GPU.
+timer, so that a session lent a GPU does not find benchmarks/bench_kernels.py and
+bench_end_to_end.py broken. Nothing is timed: the checks are on what the benchmarks
+derive (bytes moved, errors, agreement of the eager and fused runs) and on their
+tables. Only the CUDA-graph capture is left to the GPU.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pytest
 import torch
 from test_kernels_backend import DEVICE, count_launches, kernels_run  # noqa: F401  (the fixture below)
 
-from benchmarks import bench_end_to_end as e2e
-from benchmarks import bench_kernels as bk
+from diffkit.bench import end_to_end as e2e
+from diffkit.bench import kernels as bk
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
 

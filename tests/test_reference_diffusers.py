@@ -1,6 +1,6 @@
 """Reference agreement with diffusers' schedulers, in float64, on exact Gaussian-mixture eps-models.
 
-The diffusers side runs exactly as a pipeline loop does (benchmarks/peers.py).
+The diffusers side runs exactly as a pipeline loop does (diffkit.bench.peers).
 diffusers builds its tables (betas, abar, sigmas) in float32, and at the noisy
 end x0 = x / alpha - sigma_k eps amplifies that rounding by sigma_k (about 2e4 at
 t = T-1 of the cosine schedule). So the algorithm is compared with diffusers'
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import diffkit
-from benchmarks import peers
+from diffkit.bench import peers
 from diffkit.schedules import Cosine, Linear, ScaledLinear, timesteps
 
 pytest.importorskip("diffusers")

@@ -1,7 +1,7 @@
 """Reference agreement with k-diffusion's sampling functions, float64, same timesteps, shared noise.
 
 k-diffusion works in the variance-exploding variables x_k = x / alpha and
-sigma_k = exp(-lambda); benchmarks/peers.py loads its ``sampling.py`` without the
+sigma_k = exp(-lambda); diffkit.bench.peers loads its ``sampling.py`` without the
 package (whose imports need torchvision) and wraps the diffkit eps-model as a
 denoiser. Both sides visit the same Karras timesteps (k-diffusion gets their
 sigma_k, then 0) and the SDE samplers draw from one Brownian path through the
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import diffkit
-from benchmarks import peers
+from diffkit.bench import peers
 from diffkit.samplers import BrownianNoise
 from diffkit.schedules import Cosine, Linear, timesteps
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import diffkit
-from benchmarks import peers
+from diffkit.bench import peers
 from diffkit.schedules import Linear
 
 pytest.importorskip("diffusers")

@@ -1,12 +1,25 @@
-"""Speed vs quality: the benchmark suite behind ``diffkit bench`` and ``benchmarks/run_full.py``.
+"""Speed vs quality: every benchmark users may import, behind ``diffkit bench`` and the scripts in ``benchmarks/``.
 
-    metrics   sliced Wasserstein-2, mode-weight error, RMS, empirical convergence order
-    gmm       quality against exact ground truth on the analytic Gaussian mixtures
-    digits    quality on the embedded trained digits model (when its weights exist)
-    latency   per-step / per-sample latency and the samplers' own overhead (zero-cost model)
-    peer_runs diffusers schedulers and k-diffusion on the same models and x_T, as ratios
-    suite     runs the pieces above with one progress bar and returns one JSON-able dict
-    report    the printed table, JSON, markdown summary and PNG plots
+The suite (``diffkit bench``, ``benchmarks/run_full.py``):
+
+    metrics    sliced Wasserstein-2, mode-weight error, RMS, empirical convergence order
+    gmm        quality against exact ground truth on the analytic Gaussian mixtures
+    digits     quality on the embedded trained digits model (when its weights exist); also
+               ``benchmarks/digits_quality.py``'s report
+    latency    per-step / per-sample latency, the zero-cost model, the wall-clock timers
+    peer_runs  diffusers schedulers and k-diffusion on the same models and x_T, as ratios
+    suite      runs the pieces above with one progress bar and returns one JSON-able dict
+    full       the committed full run's options, and merging a digits-only rerun into it
+    report     the printed table, JSON, markdown summary and PNG plots (``plots``)
+    machine    the one description of the machine the numbers come from
+
+The peers and the stand-alone benchmarks (each run by the script of the same name in ``benchmarks/``):
+
+    peers      diffusers' scheduler loops and k-diffusion's samplers on a diffkit eps-model
+               (subpackage: ``peers.diffusers``, ``peers.kdiffusion``; also the reference tests')
+    overhead   per-step sampler overhead, diffkit vs diffusers vs k-diffusion (bench_overhead)
+    kernels    the fused Triton kernels against eager, torch.compile and SDPA on a GPU (bench_kernels)
+    end_to_end the ddpm_cifar10 U-Net sampled eager, fused and as a CUDA graph on a GPU (bench_end_to_end)
 
 Every number is measured here, on the machine named in the results (see ``machine``).
 """

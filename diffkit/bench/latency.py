@@ -2,9 +2,9 @@
 
 - ``model_eval``: seconds per call of a network at a batch size (median of repeats after a
   warm-up), with its FLOPs counted by ``torch.utils.flop_counter`` -> achieved GFLOP/s.
-- ``sampler_overhead``: seconds per step of a sampler loop around a ZERO-COST model (it
-  returns a preallocated tensor), i.e. everything a sampler adds on top of the network:
-  coefficient arithmetic, the update, noise draws, checks.
+- ``sampler_overhead``: seconds per step of a sampler loop around a ZERO-COST model
+  (``ZeroCostModel``: it returns a preallocated tensor), i.e. everything a sampler adds on
+  top of the network: coefficient arithmetic, the update, noise draws, checks.
 - ``sampler_latency``: whole sampling runs with the real network, measured; or, where a
   full run is too slow for this machine, extrapolated as
       latency(steps) = NFE(steps) * t_eval + steps * t_overhead
@@ -12,7 +12,9 @@
   the two where both exist.
 
 Everything runs under ``torch.inference_mode()`` with the threads torch was given
-(``torch.get_num_threads()``, recorded with the results).
+(``torch.get_num_threads()``, recorded with the results). The wall-clock timers
+(``seconds_of``, ``time_calls``, ``timed``) serve every benchmark that times on the host;
+``diffkit.bench.overhead`` uses them with a device to synchronise.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from diffkit.schedules.base import Schedule
 
 
 class ZeroCostModel:
-    """An eps-model that costs nothing: returns one preallocated tensor shaped like x."""
+    """An eps-model that costs nothing: returns the one tensor ``eps`` whatever (x, t) is."""
 
-    def __init__(self, like: torch.Tensor) -> None:
-        self.eps = torch.zeros_like(like)
+    def __init__(self, eps: torch.Tensor) -> None:
+        self.eps = eps
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
         return self.eps
@@ -49,17 +51,32 @@ class CountingModel:
         return self.model(x, t, **cond)
 
 
+def sync(device: torch.device | str = "cpu") -> None:
+    """Wait for the work queued on ``device`` (CUDA); nothing to wait for on the CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_of(fn: Callable[[], Any], device: torch.device | str = "cpu") -> float:
+    """Wall-clock seconds of one call ``fn()``, ``device`` synchronised before and after."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: torch.device | str = "cpu") -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn`` (``seconds_of``) after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    return [seconds_of(fn, device) for _ in range(repeats)]
+
+
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs, under inference mode."""
     with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return statistics.median(time_calls(fn, repeats, warmup))
 
 
 def count_flops(model: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor, cond: Mapping) -> int:
@@ -89,7 +106,7 @@ def sampler_overhead(name: str, schedule: Schedule, shape: tuple[int, ...], batc
     ``run(model, x, steps, generator)`` replaces diffkit's loop (used for peers).
     """
     x = torch.randn((batch,) + tuple(shape))
-    model = ZeroCostModel(x)
+    model = ZeroCostModel(torch.zeros_like(x))
     run = run or (lambda m, x_T, n, g: sample(m, schedule, name, n, x=x_T, generator=g))
     seconds = timed(lambda: run(model, x.clone(), steps, torch.Generator().manual_seed(0)), repeats)
     return {"sampler": name, "batch": batch, "steps": steps, "seconds_per_step": seconds / steps}

@@ -1,4 +1,8 @@
-"""Name the machine results were measured on: CPU model, cores, threads, library versions."""
+"""Name the machine results were measured on: CPU model, cores, threads, library versions.
+
+The one description of the machine for every benchmark: ``machine_info`` (a JSON-able dict),
+``machine_tag`` (for file names), ``cpu_model`` and ``peak_gflops_fp32``.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +61,8 @@ def machine_info(device: str = "cpu") -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,
-        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(torch.device(device))
+        if device.startswith("cuda") and torch.cuda.is_available() else None,
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,  # shared machines
     }

@@ -1,25 +1,19 @@
 """Peers on the same models and the same x_T: diffusers' schedulers and k-diffusion's functions.
 
-The peer loops themselves live in ``benchmarks/peers.py`` (shared with the reference
-tests); this module only runs them beside diffkit and tabulates. It is found in a
-source checkout (the repository root holds ``benchmarks/``); elsewhere, or without
-diffusers / k-diffusion installed, the peer sections say why they were skipped.
+The peer loops themselves live in ``diffkit.bench.peers`` (shared with the reference
+tests); this module only runs them beside diffkit and tabulates. Without diffusers /
+k-diffusion installed, the peer sections say why they were skipped.
 
 NFE is counted by wrapping the model (``CountingModel``), never assumed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import sys
 import time
-import warnings
-from pathlib import Path
-from types import ModuleType
 
 import torch
 
+from diffkit.bench import overhead, peers
 from diffkit.bench.gmm import GmmCase, quality_row, steps_for_nfe
 from diffkit.bench.latency import CountingModel
 from diffkit.samplers import SAMPLERS
@@ -45,23 +39,16 @@ PEER_RUNS: tuple[tuple[str, str, str, dict, bool], ...] = (
 )
 
 
-def load_peers() -> tuple[ModuleType | None, str]:
-    """(benchmarks.peers, "") from a source checkout, or (None, why not)."""
-    root = Path(__file__).resolve().parents[2]
-    if (root / "benchmarks" / "peers.py").is_file() and str(root) not in sys.path:
-        sys.path.append(str(root))
+def diffusers_available() -> str:
+    """'' when the diffusers peers can run here, else why not."""
     try:
-        module = importlib.import_module("benchmarks.peers")
-    except ImportError as err:
-        return None, f"benchmarks/peers.py not importable ({err})"
-    try:
-        importlib.import_module("diffusers")
+        import diffusers  # noqa: F401
     except ImportError:
-        return None, "diffusers is not installed"
-    return module, ""
+        return "diffusers is not installed"
+    return ""
 
 
-def kdiffusion_available(peers: ModuleType) -> tuple[bool, str]:
+def kdiffusion_available() -> tuple[bool, str]:
     """Whether k-diffusion's sampling functions load here, and why not."""
     try:
         peers.load_k_diffusion_sampling()
@@ -70,20 +57,12 @@ def kdiffusion_available(peers: ModuleType) -> tuple[bool, str]:
     return True, ""
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence one harmless warning: diffusers' DPMSolverSDE asks torchsde for a t a float32 rounding early."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Should have ta>=t0", category=UserWarning)
-        yield
-
-
-def run_peer(peers: ModuleType, impl: str, name: str, model, schedule: Schedule, steps: int, x_T: torch.Tensor,
+def run_peer(impl: str, name: str, model, schedule: Schedule, steps: int, x_T: torch.Tensor,
              spacing: str, options: dict, seed: int = 0) -> tuple[torch.Tensor, int]:
     """One peer sampling run from x_T; returns (sample, model calls)."""
     counter = CountingModel(model)
     opts = dict(options)
-    with torch.inference_mode(), _quiet():
+    with torch.inference_mode(), peers.quiet_torchsde():
         if impl == "diffusers":
             if name == "dpmpp_sde":
                 opts["noise_sampler_seed"] = seed + 3
@@ -109,12 +88,12 @@ def peer_quality_plan(nfes, include_kdiffusion: bool, samplers) -> list[tuple]:
             and (include_kdiffusion or not run[0].startswith("k-diffusion")) for nfe in nfes]
 
 
-def peer_quality(peers: ModuleType, case: GmmCase, impl: str, name: str, spacing: str, options: dict,
+def peer_quality(case: GmmCase, impl: str, name: str, spacing: str, options: dict,
                  deterministic: bool, nfe: int, seed: int = 0) -> dict:
     """One GMM quality row for a peer, measured exactly like diffkit's (``gmm.quality_row``)."""
     steps = steps_for_nfe(name, nfe) if name in SAMPLERS else max(2, nfe)
     start = time.perf_counter()
-    x0, calls = run_peer(peers, impl, name, case.model, case.schedule, steps, case.x_T, spacing, options, seed)
+    x0, calls = run_peer(impl, name, case.model, case.schedule, steps, case.x_T, spacing, options, seed)
     seconds = time.perf_counter() - start
     return quality_row(case, x0, deterministic, impl=impl, sampler=name, spacing=spacing, steps=steps, nfe=calls,
                        budget=nfe, seconds=seconds)
@@ -123,9 +102,8 @@ def peer_quality(peers: ModuleType, case: GmmCase, impl: str, name: str, spacing
 def peer_overhead(shape: tuple[int, ...], samplers, steps: int, repeats: int = 5, warmup: int = 1) -> list[dict]:
     """Per-step overhead of diffkit vs diffusers vs k-diffusion around a zero-cost model, as ratios.
 
-    Delegates to ``benchmarks.bench_overhead.bench`` (same noise source on every side,
+    Delegates to ``diffkit.bench.overhead.bench`` (same noise source on every side,
     interleaved repeats; see its docstring), one row per sampler at ``shape`` [B, C, H, W].
     """
-    bench_overhead = importlib.import_module("benchmarks.bench_overhead")
-    with _quiet():
-        return [bench_overhead.bench(name, tuple(shape), steps, torch.float32, repeats, warmup) for name in samplers]
+    with peers.quiet_torchsde():
+        return [overhead.bench(name, tuple(shape), steps, torch.float32, repeats, warmup) for name in samplers]

@@ -118,7 +118,7 @@ def latency_tables(results: dict, markdown: bool = False) -> str:
             rows.append([r["model"], r["batch"], r["sampler"], fmt(us["diffkit"]), fmt(us["diffusers"]),
                          fmt(us.get("k-diffusion")), fmt(r["ratio_vs_diffusers"], 2),
                          fmt(r.get("ratio_vs_k_diffusion"), 2), fmt(r.get("ratio_vs_diffusers_without_noise"), 2)])
-        parts.append("overhead vs peers (benchmarks/bench_overhead.bench: same randn noise source on every side, "
+        parts.append("overhead vs peers (diffkit.bench.overhead.bench: same randn noise source on every side, "
                      "diffusers' default spacings; ratio < 1: diffkit is cheaper; the last column takes every "
                      "side's noise draws out):\n\n"
                      + table(["shape of", "batch", "sampler", "diffkit us/step", "diffusers us/step",

@@ -45,7 +45,7 @@ class SuiteOptions:
     latency_models: tuple[str, ...] = ("digits_small", "ddpm_cifar10")  # U-Net presets timed ("" = none)
     latency_batches: tuple[int, ...] = (1, 64)
     latency_steps: tuple[int, ...] = (10, 20, 50)
-    digits: dict = field(default_factory=dict)  # options of digits_bench.digits_quality (samples, nfes, ...)
+    digits: dict = field(default_factory=dict)  # options of the digits section (digits.DEFAULTS: samples, nfes, ...)
     device: str = "cpu"  # device of the U-Net latency runs (mixtures: CPU float64; digits: CPU)
     seed: int = 0
     progress: bool = True
@@ -62,7 +62,7 @@ class SuiteOptions:
 Task = tuple[str, float, Callable[[], None]]  # (label, weight for the progress bar, work)
 
 
-def _gmm_tasks(opts: SuiteOptions, out: dict, peers, kd_ok: bool) -> list[Task]:
+def _gmm_tasks(opts: SuiteOptions, out: dict, with_peers: bool, kd_ok: bool) -> list[Task]:
     tasks: list[Task] = []
     for name in [m for m in opts.models if m in gmm.GMM_MODELS]:
         n = opts.samples or GMM_SAMPLES[name]
@@ -80,18 +80,18 @@ def _gmm_tasks(opts: SuiteOptions, out: dict, peers, kd_ok: bool) -> list[Task]:
             def work(sampler=sampler, spacing=spacing, nfe=nfe, section=section, state=state):
                 section["rows"].append(gmm.run_sampler(state["case"], sampler, spacing, nfe, opts.seed))
             tasks.append((f"{name}: {sampler}@{spacing} nfe {nfe}", (nfe + 5) * scale, work))
-        if peers is not None:
+        if with_peers:
             prows = out.setdefault("peers", {}).setdefault("gmm", {}).setdefault(name, [])
             for impl, pname, spacing, options, det, nfe in peer_runs.peer_quality_plan(nfes, kd_ok, opts.samplers):
                 def work(impl=impl, pname=pname, spacing=spacing, options=options, det=det, nfe=nfe, state=state,
                          prows=prows):
-                    prows.append(peer_runs.peer_quality(peers, state["case"], impl, pname, spacing, options, det, nfe,
+                    prows.append(peer_runs.peer_quality(state["case"], impl, pname, spacing, options, det, nfe,
                                                         opts.seed))
                 tasks.append((f"{name}: {impl} {pname}@{spacing} nfe {nfe}", (nfe + 5) * scale, work))
     return tasks
 
 
-def _latency_tasks(opts: SuiteOptions, out: dict, peers, kd_ok: bool) -> list[Task]:
+def _latency_tasks(opts: SuiteOptions, out: dict, with_peers: bool) -> list[Task]:
     from diffkit.unet import build_unet
 
     tasks: list[Task] = []
@@ -122,7 +122,7 @@ def _latency_tasks(opts: SuiteOptions, out: dict, peers, kd_ok: bool) -> list[Ta
                     row = latency.sampler_overhead(sampler, schedule, shape, batch, OVERHEAD_STEPS)
                     sec["overhead"].append(dict(row, model=preset, impl="diffkit"))
                 tasks.append((f"{preset}: overhead {sampler}, batch {batch}", 1.0, overhead))
-            if peers is not None:
+            if with_peers:
                 def poverhead(batch=batch, shape=shape, preset=preset):
                     rows = peer_runs.peer_overhead((batch,) + shape, opts.samplers, OVERHEAD_STEPS)
                     sec["peer_overhead"] += [dict(r, model=preset, batch=batch) for r in rows]
@@ -159,13 +159,13 @@ def run_suite(opts: SuiteOptions) -> dict:
     if bad_presets:
         raise ValueError(f"unknown latency model(s) {', '.join(bad_presets)}; allowed: {', '.join(UNET_SHAPES)}")
     out: dict = {"machine": machine_info(opts.device), "options": dataclasses.asdict(opts)}
-    peers, why = peer_runs.load_peers() if opts.peers else (None, "not requested")
-    kd_ok, kd_why = peer_runs.kdiffusion_available(peers) if peers is not None else (False, why)
+    why = peer_runs.diffusers_available() if opts.peers else "not requested"
+    kd_ok, kd_why = peer_runs.kdiffusion_available() if not why else (False, why)
     out["peers"] = {"diffusers": why or "ok", "k-diffusion": kd_why or "ok"}
-    tasks = _gmm_tasks(opts, out, peers, kd_ok)
+    tasks = _gmm_tasks(opts, out, not why, kd_ok)
     if "digits" in opts.models:
         tasks += digits_bench.tasks(opts, out)
-    tasks += _latency_tasks(opts, out, peers, kd_ok)
+    tasks += _latency_tasks(opts, out, not why)
     with ProgressBar(sum(w for _, w, _ in tasks), None, enabled=opts.progress) as bar:
         for label, weight, work in tasks:
             bar.update(bar.done, label)

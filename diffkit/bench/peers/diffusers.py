@@ -1,49 +1,37 @@
-"""Reference implementations ("peers") of diffkit's samplers, run on a diffkit eps-model and schedule.
+"""diffusers' scheduler loops standing in for diffkit's samplers, on a diffkit eps-model and schedule.
 
-Shared by the reference tests (``tests/test_reference_*.py``, ``tests/test_seed_compat.py``)
-and the benchmarks. Two families:
+``DIFFUSERS_PEERS[name](eps_model, schedule, steps, x, generator=..., spacing=..., **options)``
+runs the diffusers scheduler equivalent of diffkit sampler ``name`` exactly as a
+diffusers pipeline loop does::
 
-diffusers scheduler loops
-    ``DIFFUSERS_PEERS[name](eps_model, schedule, steps, x, generator=..., spacing=..., **options)``
-    runs the diffusers scheduler equivalent of diffkit sampler ``name`` exactly as a
-    diffusers pipeline loop does::
+    scheduler.set_timesteps(steps)
+    for t in scheduler.timesteps:
+        eps = model(scheduler.scale_model_input(x, t), t)
+        x = scheduler.step(eps, t, x, generator=generator).prev_sample
 
-        scheduler.set_timesteps(steps)
-        for t in scheduler.timesteps:
-            eps = model(scheduler.scale_model_input(x, t), t)
-            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+and returns the final sample. ``diffusers_scheduler(name, schedule, ...)`` builds
+the scheduler alone and ``diffusers_timesteps(...)`` gives the timesteps at which
+its loop calls the model. Names: the five diffkit samplers (ddpm, ddim, dpmpp_2m,
+dpmpp_2m_sde, dpmpp_sde) plus ``unipc`` and ``euler`` as extra references.
 
-    and returns the final sample. ``diffusers_scheduler(name, schedule, ...)`` builds
-    the scheduler alone and ``diffusers_timesteps(...)`` gives the timesteps at which
-    its loop calls the model. Names: the five diffkit samplers (ddpm, ddim, dpmpp_2m,
-    dpmpp_2m_sde, dpmpp_sde) plus ``unipc`` and ``euler`` as extra references.
+The model receives the scheduler's timestep as a float tensor [B] (float64 when
+x is float64). Schedulers that work in sigma space (DPMSolverSDE, Euler) hold
+the variance-exploding state x_k = x / alpha; their ``scale_model_input`` maps it
+back to the VP state x, so the eps-model sees the same (x, t) as in the VP
+schedulers. One departure from pipelines, for exactness: a pipeline starts
+those schedulers from ``x_T * init_noise_sigma`` (= sigma_max), whereas the VP
+state x_T corresponds to x_T * sqrt(sigma_max^2 + 1); we use the latter.
 
-    The model receives the scheduler's timestep as a float tensor [B] (float64 when
-    x is float64). Schedulers that work in sigma space (DPMSolverSDE, Euler) hold
-    the variance-exploding state x_k = x / alpha; their ``scale_model_input`` maps it
-    back to the VP state x, so the eps-model sees the same (x, t) as in the VP
-    schedulers. One departure from pipelines, for exactness: a pipeline starts
-    those schedulers from ``x_T * init_noise_sigma`` (= sigma_max), whereas the VP
-    state x_T corresponds to x_T * sqrt(sigma_max^2 + 1); we use the latter.
-
-k-diffusion
-    ``load_k_diffusion_sampling()`` loads k-diffusion's ``sampling.py`` without
-    importing the ``k_diffusion`` package (whose ``__init__`` needs torchvision and
-    scikit-image); ``kdiffusion_denoiser(eps_model, schedule)`` is the denoiser
-    D(x_k, sigma_k) those functions expect, and ``kdiffusion_sigmas(schedule, ts)``
-    maps diffkit timesteps to k-diffusion's sigma array. Noise samplers convert
-    between the two conventions with :func:`lambda_noise_to_sigma_noise` and
-    :func:`sigma_noise_to_lambda_noise` (lambda = -log sigma_k).
+diffusers is imported on first use; without it these functions raise ImportError
+naming the ``bench`` extra.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
+import contextlib
 import math
-import os
-import sys
 import types
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,13 +39,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffkit.bench.peers.kdiffusion import BENCH_EXTRA, SigmaNoiseSampler
+from diffkit.samplers.model_calls import EpsModel
 from diffkit.schedules import Cosine, Linear, Schedule, ScaledLinear
 
-EpsModel = Callable[..., torch.Tensor]
-NoiseSampler = Callable[[Any, Any], torch.Tensor]
 Generator = torch.Generator | Sequence[torch.Generator] | None
 
-# -- diffusers ---------------------------------------------------------------------------
+
+def _diffusers() -> types.ModuleType:
+    """The diffusers package, imported on first use."""
+    try:
+        import diffusers
+    except ImportError as err:
+        raise ImportError(f"the diffusers peers need diffusers, which is not installed: {BENCH_EXTRA}") from err
+    return diffusers
+
+
+@contextlib.contextmanager
+def quiet_torchsde():
+    """Silence one harmless warning: diffusers' DPMSolverSDE asks torchsde for a t a float32 rounding early."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Should have ta>=t0", category=UserWarning)
+        yield
 
 
 def diffusers_beta_config(schedule: Schedule) -> dict[str, Any]:
@@ -133,8 +136,6 @@ def diffusers_scheduler(name: str, schedule: Schedule, *, spacing: str | None = 
     scheduler's default. Options: ddpm ``variance`` (fixed_small|fixed_large),
     dpmpp_sde ``noise_sampler_seed``, unipc ``solver_order``.
     """
-    import diffusers
-
     peer = _peer(name)
     spacing = peer.default_spacing if spacing is None else spacing
     if spacing not in peer.spacings:
@@ -148,7 +149,7 @@ def diffusers_scheduler(name: str, schedule: Schedule, *, spacing: str | None = 
         kwargs["use_karras_sigmas"] = True
     else:
         kwargs["timestep_spacing"] = spacing
-    return getattr(diffusers, peer.scheduler)(**kwargs)
+    return getattr(_diffusers(), peer.scheduler)(**kwargs)
 
 
 def diffusers_timesteps(name: str, schedule: Schedule, steps: int, *, spacing: str | None = None,
@@ -172,7 +173,7 @@ def run_diffusers(
     generator: Generator = None,
     spacing: str | None = None,
     cond: Mapping[str, Any] | None = None,
-    noise_sampler: NoiseSampler | None = None,
+    noise_sampler: SigmaNoiseSampler | None = None,
     scheduler: Any = None,
     exact_tables: bool = False,
     **options: Any,
@@ -286,160 +287,3 @@ DIFFUSERS_PEERS: Mapping[str, Callable[..., torch.Tensor]] = types.MappingProxyT
     "unipc": diffusers_unipc,
     "euler": diffusers_euler,
 })
-
-# -- k-diffusion -----------------------------------------------------------------------
-
-_KD_PACKAGE = "_diffkit_peers_k_diffusion"  # private name: the real ``k_diffusion`` stays unimported
-
-
-def k_diffusion_sampling_path() -> str | None:
-    """Path of k-diffusion's ``sampling.py``, found without importing the package; None if not installed."""
-    try:
-        spec = importlib.util.find_spec("k_diffusion")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        path = os.path.join(root, "sampling.py")
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def _append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:
-    """k_diffusion.utils.append_dims: trailing singleton dimensions up to ``target_dims``."""
-    dims_to_append = target_dims - x.ndim
-    if dims_to_append < 0:
-        raise ValueError(f"input has {x.ndim} dims but target_dims is {target_dims}, which is less")
-    return x[(...,) + (None,) * dims_to_append]
-
-
-def _torchdiffeq_stub() -> types.ModuleType:
-    stub = types.ModuleType("torchdiffeq")
-
-    def odeint(*args, **kwargs):
-        raise NotImplementedError("torchdiffeq is not installed (stubbed by benchmarks.peers)")
-
-    stub.odeint = odeint
-    return stub
-
-
-@functools.cache
-def load_k_diffusion_sampling() -> types.ModuleType:
-    """k-diffusion's ``sampling`` module, loaded from its file under a private package name.
-
-    Its imports that are unavailable here are stubbed: ``torchdiffeq`` (only the
-    adaptive ODE sampler needs it; the stub is visible only while the file loads)
-    and ``k_diffusion.utils`` (of which sampling.py uses only ``append_dims``).
-    torchsde, scipy and tqdm are the real packages. Raises ImportError when
-    k-diffusion is not installed.
-    """
-    path = k_diffusion_sampling_path()
-    if path is None:
-        raise ImportError("k_diffusion is not installed (no sampling.py found)")
-    package = types.ModuleType(_KD_PACKAGE)
-    package.__path__ = []  # a package, so that ``from . import utils`` resolves inside it
-    utils = types.ModuleType(f"{_KD_PACKAGE}.utils")
-    utils.append_dims = _append_dims
-    package.utils = utils
-    sys.modules[_KD_PACKAGE] = package
-    sys.modules[f"{_KD_PACKAGE}.utils"] = utils
-    stubbed_torchdiffeq = importlib.util.find_spec("torchdiffeq") is None
-    if stubbed_torchdiffeq:
-        sys.modules["torchdiffeq"] = _torchdiffeq_stub()
-    try:
-        spec = importlib.util.spec_from_file_location(f"{_KD_PACKAGE}.sampling", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    finally:
-        if stubbed_torchdiffeq:
-            del sys.modules["torchdiffeq"]
-    package.sampling = module
-    return module
-
-
-def kdiffusion_denoiser(eps_model: EpsModel, schedule: Schedule) -> Callable[..., torch.Tensor]:
-    """A k-diffusion denoiser D(x_k, sigma_k) around a diffkit eps-model (k-diffusion's DiscreteEpsDDPMDenoiser).
-
-    x_k = x / alpha is the VE state and sigma_k = sigma / alpha, per sample [B]. The
-    model is called on the VP state x = x_k * alpha, alpha = 1 / sqrt(sigma_k^2 + 1),
-    at t = schedule.t_from_sigma_k(sigma_k) (log sigma_k linear between integer t, the
-    same rule as k-diffusion's ``sigma_to_t``), and D = x_k - sigma_k * eps.
-    """
-
-    def denoiser(x_k: torch.Tensor, sigma_k: torch.Tensor, **cond: Any) -> torch.Tensor:
-        t = schedule.t_from_sigma_k(sigma_k.to(torch.float64))
-        t_dtype = torch.float64 if x_k.dtype == torch.float64 else torch.float32
-        sigma = _append_dims(sigma_k.to(x_k.dtype), x_k.ndim)
-        eps = eps_model(x_k * (sigma * sigma + 1).rsqrt(), t.to(t_dtype), **cond)
-        return x_k - sigma * eps.to(x_k.dtype)
-
-    return denoiser
-
-
-def kdiffusion_sigmas(schedule: Schedule, timesteps: Sequence[float] | np.ndarray, *,
-                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """k-diffusion's sigma array for diffkit's visited ``timesteps``: sigma_k(t_i), then 0 (the final step)."""
-    sigma_k = torch.as_tensor(schedule.sigma_k(np.asarray(timesteps, dtype=np.float64)), dtype=torch.float64)
-    return torch.cat([sigma_k, sigma_k.new_zeros(1)]).to(dtype)
-
-
-def vp_to_k(x: torch.Tensor, schedule: Schedule, t: float) -> torch.Tensor:
-    """The VE state x_k = x / alpha_t that k-diffusion samplers start from."""
-    return x / float(schedule.alpha(float(t)))
-
-
-def lambda_noise_to_sigma_noise(noise_sampler: Callable[[float, float], torch.Tensor]) -> NoiseSampler:
-    """diffkit's ``noise(lam_from, lam_to)`` as k-diffusion's ``noise(sigma, sigma_next)`` (lambda = -log sigma_k)."""
-
-    def wrapped(sigma, sigma_next) -> torch.Tensor:
-        return noise_sampler(-math.log(float(sigma)), -math.log(float(sigma_next)))
-
-    return wrapped
-
-
-def sigma_noise_to_lambda_noise(noise_sampler: NoiseSampler) -> Callable[[float, float], torch.Tensor]:
-    """Wrap k-diffusion's ``noise(sigma, sigma_next)`` as diffkit's ``noise(lam_from, lam_to)``."""
-
-    def wrapped(lam_from: float, lam_to: float) -> torch.Tensor:
-        return noise_sampler(torch.tensor(math.exp(-lam_from), dtype=torch.float64),
-                             torch.tensor(math.exp(-lam_to), dtype=torch.float64))
-
-    return wrapped
-
-
-# diffkit sampler name -> k-diffusion sampling function name, where the math is the same.
-KDIFFUSION_PEERS: Mapping[str, str] = types.MappingProxyType({
-    "dpmpp_2m": "sample_dpmpp_2m",
-    "dpmpp_2m_sde": "sample_dpmpp_2m_sde",
-    "dpmpp_sde": "sample_dpmpp_sde",
-})
-
-
-def run_kdiffusion(
-    name: str,
-    eps_model: EpsModel,
-    schedule: Schedule,
-    timesteps: Sequence[float] | np.ndarray,
-    x: torch.Tensor,
-    *,
-    cond: Mapping[str, Any] | None = None,
-    denoiser: Callable[..., torch.Tensor] | None = None,
-    sigmas: torch.Tensor | None = None,
-    **options: Any,
-) -> torch.Tensor:
-    """k-diffusion's sampler for diffkit sampler ``name`` from the VP state ``x`` at ``timesteps[0]``.
-
-    Visits the same timesteps (as sigmas, then 0) and returns the sample (x_k = x at
-    sigma = 0). ``options`` go to the k-diffusion function (eta, noise_sampler, r,
-    ...); ``denoiser``/``sigmas`` may be prebuilt (benchmarks).
-    """
-    if name not in KDIFFUSION_PEERS:
-        raise ValueError(f"no k-diffusion peer {name!r}; available: {', '.join(KDIFFUSION_PEERS)}")
-    fn = getattr(load_k_diffusion_sampling(), KDIFFUSION_PEERS[name])
-    denoiser = kdiffusion_denoiser(eps_model, schedule) if denoiser is None else denoiser
-    sigmas = kdiffusion_sigmas(schedule, timesteps, dtype=x.dtype) if sigmas is None else sigmas
-    x_k = vp_to_k(x, schedule, float(timesteps[0]))
-    return fn(denoiser, x_k, sigmas, extra_args=dict(cond or {}), disable=True, **options)
