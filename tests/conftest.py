@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffkit.kernels._backend import triton_on
-from diffkit.models import GaussianMixture
+from diffkit.models import GaussianMixture, exact_sample
 from diffkit.schedules import Cosine, Linear
 
 # Import triton (if installed) under TRITON_INTERPRET=1 before any test module can import it
@@ -34,6 +34,13 @@ def gmm2d(linear):
 @pytest.fixture(scope="session")
 def gmm8d(linear):
     return GaussianMixture.random(linear, dim=8, components=3, seed=1)
+
+
+@pytest.fixture(scope="session")
+def ode_reference(gmm8d, linear):
+    """(x_T, the exact probability-flow ODE solution from it) for the 8-D mixture: the empirical orders' target."""
+    x_T = noise((48, 8), seed=5)
+    return x_T, exact_sample(gmm8d, linear, x_T)
 
 
 def noise(shape, seed=0, dtype=torch.float64):

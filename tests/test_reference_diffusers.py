@@ -90,15 +90,34 @@ def test_matches_diffusers_with_float64_tables(sampler, schedule_name, model_kin
     torch.testing.assert_close(ours, theirs, rtol=0, atol=atol)
 
 
-@pytest.mark.parametrize("sampler, spacing", [("ddim", "leading"), ("dpmpp_2m", "linspace")])
+@pytest.mark.parametrize("sampler, spacing", [("ddim", "leading"), ("dpmpp_2m", "linspace"), ("euler", "leading"),
+                                             ("euler", "trailing")])
 @pytest.mark.parametrize("steps", STEPS)
 def test_matches_diffusers_as_shipped_on_linear(sampler, spacing, steps):
-    """diffusers with its own float32 tables: the linear schedule is well conditioned (sigma_k(T-1) ~ 157)."""
+    """diffusers with its own float32 tables: the linear schedule is well conditioned (sigma_k(T-1) ~ 157).
+
+    euler = EulerDiscreteScheduler, which also steps a float32 state (so no float64-table comparison);
+    its "linspace" visits fractional timesteps, unlike diffkit's, hence "leading" and "trailing".
+    """
     schedule = Linear()
     model, x_T = _model_and_noise(schedule, "8d")
     ours = diffkit.sample(model, schedule, sampler, steps, x=x_T, spacing=spacing)
     theirs = peers.DIFFUSERS_PEERS[sampler](model, schedule, steps, x_T, spacing=spacing)
     # float32 tables (relative ~1e-6 on abar) amplified by sigma_k <= 157 in x0: 1e-5 absolute.
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
+@pytest.mark.parametrize("spacing", ["linspace", "trailing"])
+@pytest.mark.parametrize("steps", STEPS)
+def test_dpmpp_3m_sde_with_eta0_is_diffusers_dpm_solver_3m(schedule_name, spacing, steps):
+    """dpmpp_3m_sde(eta=0) = DPMSolverMultistepScheduler(dpmsolver++, solver_order=3, solver_type="heun",
+    lower_order_final=False): the deterministic DPM-Solver++(3M), with float64 tables."""
+    schedule = SCHEDULES[schedule_name]
+    model, x_T = _model_and_noise(schedule, "8d")
+    ours = diffkit.sample(model, schedule, "dpmpp_3m_sde", steps, x=x_T, spacing=spacing, eta=0.0)
+    theirs = peers.diffusers_dpmpp_3m(model, schedule, steps, x_T, spacing=spacing, exact_tables=True)
+    # DPMSolverMultistepScheduler steps a float32 state (see EXACT_CASES): 1e-5 (measured <= 1e-6).
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
@@ -123,7 +142,7 @@ def test_dpmpp_sde_drift_matches_diffusers_dpmsolver_sde(steps):
 
 @pytest.mark.parametrize("name", ["unipc", "euler"])
 def test_extra_peers_converge_to_the_same_sample(name):
-    """UniPC and Euler are extra references (benchmarks): at 50 steps they land near diffkit's DPM-Solver++(2M)."""
+    """UniPC and Euler (linspace) are benchmark references: at 50 steps they land near diffkit's DPM-Solver++(2M)."""
     schedule = Linear()
     model, x_T = _model_and_noise(schedule, "2d", batch=8)
     ours = diffkit.sample(model, schedule, "dpmpp_2m", 50, x=x_T, spacing="linspace")

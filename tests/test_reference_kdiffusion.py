@@ -5,7 +5,8 @@ sigma_k = exp(-lambda); diffkit.bench.peers loads its ``sampling.py`` without th
 package (whose imports need torchvision) and wraps the diffkit eps-model as a
 denoiser. Both sides visit the same Karras timesteps (k-diffusion gets their
 sigma_k, then 0) and the SDE samplers draw from one Brownian path through the
-lambda = -log sigma_k adapter, so the results agree to float64 rounding.
+lambda = -log sigma_k adapter (or, where k-diffusion draws torch.randn_like, from
+one seed), so the results agree to float64 rounding.
 """
 
 from __future__ import annotations
@@ -66,20 +67,23 @@ def test_sigmas_and_denoiser_conventions():
     torch.testing.assert_close(D, x0, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "euler", "heun"])
 @pytest.mark.parametrize("schedule_name", list(SCHEDULES))
 @pytest.mark.parametrize("model_kind", ["2d", "8d"])
 @pytest.mark.parametrize("steps", STEPS)
-def test_dpmpp_2m_matches_k_diffusion(schedule_name, model_kind, steps):
+def test_ode_samplers_match_k_diffusion(sampler, schedule_name, model_kind, steps):
+    """dpmpp_2m, euler (s_churn = 0) and heun (s_churn = 0) against k-diffusion's functions of the same names."""
     schedule, model, x_T, _ = _setup(schedule_name, model_kind)
     ts = timesteps(schedule, steps, "karras")
-    ours = diffkit.sample(model, schedule, "dpmpp_2m", steps, x=x_T, spacing="karras")
-    theirs = peers.run_kdiffusion("dpmpp_2m", model, schedule, ts, x_T)
+    ours = diffkit.sample(model, schedule, sampler, steps, x=x_T, spacing="karras")
+    theirs = peers.run_kdiffusion(sampler, model, schedule, ts, x_T)
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("sampler", ["dpmpp_2m_sde", "dpmpp_sde"])
+@pytest.mark.parametrize("sampler", ["dpmpp_2m_sde", "dpmpp_sde", "euler_ancestral", "dpmpp_2s_ancestral",
+                                     "dpmpp_3m_sde"])
 @pytest.mark.parametrize("schedule_name", list(SCHEDULES))
-@pytest.mark.parametrize("eta", [1.0, 0.5])
+@pytest.mark.parametrize("eta", [1.0, 0.5, 0.0])
 @pytest.mark.parametrize("steps", STEPS)
 def test_sde_samplers_match_k_diffusion_with_shared_noise(sampler, schedule_name, eta, steps):
     schedule, model, x_T, noise = _setup(schedule_name, "8d")
@@ -87,6 +91,39 @@ def test_sde_samplers_match_k_diffusion_with_shared_noise(sampler, schedule_name
     ours = diffkit.sample(model, schedule, sampler, steps, x=x_T, spacing="karras", eta=eta, noise_sampler=noise)
     theirs = peers.run_kdiffusion(sampler, model, schedule, ts, x_T, eta=eta,
                                   noise_sampler=peers.lambda_noise_to_sigma_noise(noise))
+    torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=ATOL)
+
+
+# EDM's ImageNet-64 churn (Karras et al. 2022, Table 5), and a lighter one: every churned sigma_k_hat stays
+# below the schedule's sigma_k(t_max) ~ 157, where k-diffusion would call its model beyond the schedule
+# (diffkit caps sigma_k_hat there; see sample_heun).
+CHURN = [{"s_churn": 40.0, "s_tmin": 0.05, "s_tmax": 50.0, "s_noise": 1.003}, {"s_churn": 5.0, "s_tmax": 10.0}]
+
+
+@pytest.mark.parametrize("options", CHURN)
+@pytest.mark.parametrize("schedule_name", list(SCHEDULES))
+@pytest.mark.parametrize("steps", STEPS)
+def test_heun_with_churn_matches_k_diffusion_from_the_same_seed(options, schedule_name, steps):
+    """k-diffusion draws churn noise with torch.randn_like(x) at every step; diffkit the same from a generator."""
+    schedule, model, x_T, _ = _setup(schedule_name, "8d")
+    ts = timesteps(schedule, steps, "karras")
+    ours = diffkit.sample(model, schedule, "heun", steps, x=x_T, spacing="karras",
+                          generator=torch.Generator().manual_seed(5), **options)
+    torch.manual_seed(5)  # a fresh torch.Generator seeded alike draws the global generator's stream
+    theirs = peers.run_kdiffusion("heun", model, schedule, ts, x_T, **options)
+    torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2s_ancestral"])
+@pytest.mark.parametrize("eta", [1.0, 0.7])
+def test_ancestral_samplers_match_k_diffusion_default_noise_from_the_same_seed(sampler, eta):
+    """Without a noise_sampler k-diffusion draws torch.randn_like(x) per step; diffkit's default draws alike."""
+    schedule, model, x_T, _ = _setup("linear", "8d")
+    ts = timesteps(schedule, 10, "karras")
+    ours = diffkit.sample(model, schedule, sampler, 10, x=x_T, spacing="karras", eta=eta,
+                          generator=torch.Generator().manual_seed(6))
+    torch.manual_seed(6)
+    theirs = peers.run_kdiffusion(sampler, model, schedule, ts, x_T, eta=eta)
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=ATOL)
 
 

@@ -88,12 +88,14 @@ def test_what_others_hold_is_never_written(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_allocations_do_not_grow_with_steps(name):
+    # Steady state comes once the multistep history is full: dpmpp_3m_sde holds two earlier states,
+    # so its buffers stop growing on the fifth step.
     counts = {}
-    for steps in (4, 8):
+    for steps in (5, 8):
         with CountFresh(SHAPE) as mode:
             run(name, steps, fixed(0))
         counts[steps] = mode.count
-    assert counts[8] == counts[4], counts
+    assert counts[8] == counts[5], counts
     with CountFresh(SHAPE) as mode:  # the counter sees fresh tensors: with a callback they grow per step
         run(name, 8, fixed(0), callback=lambda *step: None)
     assert mode.count > counts[8]

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 SCHEDULE = Linear()
 SHAPE = (4, 8)  # [B, D] of the random 8-D mixture
-# float32 tables in diffusers (relative ~1e-6 on abar, amplified by sigma_k <= 157): 1e-5 absolute.
+# float32 tables in diffusers (relative ~1e-6 on abar, amplified by sigma_k <= 157; EulerAncestral also
+# steps a float32 state): 1e-5 absolute.
 ATOL = 1e-5
 # (diffkit sampler, options, spacing): the cases where diffusers' scheduler draws the same stream.
 CASES = {
@@ -29,6 +30,8 @@ CASES = {
     "ddpm_fixed_large": ("ddpm", {"variance": "fixed_large"}, "leading"),
     "ddim_eta1": ("ddim", {"eta": 1.0}, "leading"),
     "dpmpp_2m_sde": ("dpmpp_2m_sde", {}, "linspace"),
+    # EulerAncestralDiscreteScheduler's "linspace" visits fractional timesteps; "leading" ones are diffkit's.
+    "euler_ancestral": ("euler_ancestral", {}, "leading"),
 }
 
 

@@ -38,7 +38,12 @@ from diffkit.samplers.ddim import sample_ddim
 from diffkit.samplers.ddpm import sample_ddpm
 from diffkit.samplers.dpmpp_2m import sample_dpmpp_2m
 from diffkit.samplers.dpmpp_2m_sde import sample_dpmpp_2m_sde
+from diffkit.samplers.dpmpp_2s_ancestral import sample_dpmpp_2s_ancestral
+from diffkit.samplers.dpmpp_3m_sde import sample_dpmpp_3m_sde
 from diffkit.samplers.dpmpp_sde import sample_dpmpp_sde
+from diffkit.samplers.euler import sample_euler
+from diffkit.samplers.euler_ancestral import sample_euler_ancestral
+from diffkit.samplers.heun import sample_heun
 from diffkit.samplers.registry import SAMPLERS, SamplerInfo, get_sampler
 
 __all__ = [
@@ -51,5 +56,10 @@ __all__ = [
     "sample_ddpm",
     "sample_dpmpp_2m",
     "sample_dpmpp_2m_sde",
+    "sample_dpmpp_2s_ancestral",
+    "sample_dpmpp_3m_sde",
     "sample_dpmpp_sde",
+    "sample_euler",
+    "sample_euler_ancestral",
+    "sample_heun",
 ]

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 
 def check_eta(name: str, eta: float) -> float:
     """eta in [0, 1] as a float, else ValueError."""
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
         raise ValueError(f"{name}: eta must be a number in [0, 1], got {eta!r}")
     return float(eta)
+
+
+def check_nonnegative(name: str, option: str, value: float, *, finite: bool = True) -> float:
+    """``value`` as a float >= 0 (finite unless ``finite`` is False), else ValueError."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0.0
+    if not ok or (finite and not math.isfinite(value)):
+        kind = "a finite number" if finite else "a number (inf allowed)"
+        raise ValueError(f"{name}: {option} must be {kind} >= 0, got {value!r}")
+    return float(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -11,7 +12,12 @@ from diffkit.samplers.ddim import sample_ddim
 from diffkit.samplers.ddpm import sample_ddpm
 from diffkit.samplers.dpmpp_2m import sample_dpmpp_2m
 from diffkit.samplers.dpmpp_2m_sde import sample_dpmpp_2m_sde
+from diffkit.samplers.dpmpp_2s_ancestral import sample_dpmpp_2s_ancestral
+from diffkit.samplers.dpmpp_3m_sde import sample_dpmpp_3m_sde
 from diffkit.samplers.dpmpp_sde import sample_dpmpp_sde
+from diffkit.samplers.euler import sample_euler
+from diffkit.samplers.euler_ancestral import sample_euler_ancestral
+from diffkit.samplers.heun import sample_heun
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class SamplerInfo:
     description: str  # one line, shown by ``diffkit samplers``
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     default_spacing: str = "karras"
-    stochastic: bool = False
+    stochastic: bool = False  # at the default options (ddim with eta > 0, heun with s_churn > 0 draw noise too)
     evals_per_step: int = 1  # model calls per visited timestep except the last, which always takes one
 
     def nfe(self, steps: int) -> int:
@@ -48,6 +54,16 @@ SAMPLERS: MappingProxyType = MappingProxyType(
                   {"eta": 1.0, "noise_sampler": None}, stochastic=True),
             _info("dpmpp_sde", sample_dpmpp_sde, "DPM++ SDE: two-stage stochastic solver with Brownian-tree noise",
                   {"eta": 1.0, "r": 0.5, "noise_sampler": None}, stochastic=True, evals_per_step=2),
+            _info("euler", sample_euler, "Euler in sigma_k (Karras et al. 2022, Alg. 2 without churn; = DDIM eta=0)"),
+            _info("euler_ancestral", sample_euler_ancestral, "Euler ancestral: Euler to sigma_down, then noise up",
+                  {"eta": 1.0, "noise_sampler": None}, stochastic=True),
+            _info("heun", sample_heun, "Heun (Karras et al. 2022, Alg. 2): 2nd-order ODE solver; churn if s_churn > 0",
+                  {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}, evals_per_step=2),
+            _info("dpmpp_2s_ancestral", sample_dpmpp_2s_ancestral,
+                  "DPM-Solver++(2S) ancestral: 2nd-order single-step solver with ancestral noise",
+                  {"eta": 1.0, "noise_sampler": None}, stochastic=True, evals_per_step=2),
+            _info("dpmpp_3m_sde", sample_dpmpp_3m_sde, "DPM-Solver++(3M) SDE: three-step multistep SDE solver",
+                  {"eta": 1.0, "noise_sampler": None}, stochastic=True),
         )
     }
 )

@@ -11,11 +11,12 @@ diffusers pipeline loop does::
 
 and returns the final sample. ``diffusers_scheduler(name, schedule, ...)`` builds
 the scheduler alone and ``diffusers_timesteps(...)`` gives the timesteps at which
-its loop calls the model. Names: the five diffkit samplers (ddpm, ddim, dpmpp_2m,
-dpmpp_2m_sde, dpmpp_sde) plus ``unipc`` and ``euler`` as extra references.
+its loop calls the model. Names: the diffkit samplers ddpm, ddim, dpmpp_2m,
+dpmpp_2m_sde, dpmpp_sde, euler and euler_ancestral, plus ``unipc`` and ``dpmpp_3m``
+(dpmpp_3m_sde at eta = 0) as extra references.
 
 The model receives the scheduler's timestep as a float tensor [B] (float64 when
-x is float64). Schedulers that work in sigma space (DPMSolverSDE, Euler) hold
+x is float64). Schedulers that work in sigma space (DPMSolverSDE, Euler, EulerAncestral) hold
 the variance-exploding state x_k = x / alpha; their ``scale_model_input`` maps it
 back to the VP state x, so the eps-model sees the same (x, t) as in the VP
 schedulers. One departure from pipelines, for exactness: a pipeline starts
@@ -109,6 +110,12 @@ _PEERS: dict[str, _Peer] = {
     "dpmpp_sde": _Peer("DPMSolverSDEScheduler", {}, _SIGMA, "linspace", False, True),
     "unipc": _Peer("UniPCMultistepScheduler", {"final_sigmas_type": "zero"}, _SIGMA, "linspace", False, False),
     "euler": _Peer("EulerDiscreteScheduler", {"final_sigmas_type": "zero"}, _SIGMA, "linspace", True, True),
+    "euler_ancestral": _Peer("EulerAncestralDiscreteScheduler", {}, _DISCRETE, "linspace", True, True),
+    # The deterministic DPM-Solver++(3M) that dpmpp_3m_sde is at eta = 0 (k-diffusion's second-order
+    # warm-up step is the "heun" solver_type; every step but the last to sigma = 0 at full order).
+    "dpmpp_3m": _Peer("DPMSolverMultistepScheduler",
+                      {"algorithm_type": "dpmsolver++", "solver_order": 3, "solver_type": "heun",
+                       "final_sigmas_type": "zero", "lower_order_final": False}, _SIGMA, "linspace", True, False),
 }
 # Per-sampler options and the scheduler arguments they become.
 _OPTIONS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -119,6 +126,8 @@ _OPTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "dpmpp_sde": lambda noise_sampler_seed=None: {"noise_sampler_seed": noise_sampler_seed},
     "unipc": lambda solver_order=2: {"solver_order": solver_order},
     "euler": lambda: {},
+    "euler_ancestral": lambda: {},
+    "dpmpp_3m": lambda: {},
 }
 
 
@@ -277,6 +286,8 @@ diffusers_dpmpp_2m_sde = _make_peer_fn("dpmpp_2m_sde")
 diffusers_dpmpp_sde = _make_peer_fn("dpmpp_sde")
 diffusers_unipc = _make_peer_fn("unipc")
 diffusers_euler = _make_peer_fn("euler")
+diffusers_euler_ancestral = _make_peer_fn("euler_ancestral")
+diffusers_dpmpp_3m = _make_peer_fn("dpmpp_3m")
 
 DIFFUSERS_PEERS: Mapping[str, Callable[..., torch.Tensor]] = types.MappingProxyType({
     "ddpm": diffusers_ddpm,
@@ -286,4 +297,6 @@ DIFFUSERS_PEERS: Mapping[str, Callable[..., torch.Tensor]] = types.MappingProxyT
     "dpmpp_sde": diffusers_dpmpp_sde,
     "unipc": diffusers_unipc,
     "euler": diffusers_euler,
+    "euler_ancestral": diffusers_euler_ancestral,
+    "dpmpp_3m": diffusers_dpmpp_3m,
 })

@@ -167,6 +167,11 @@ KDIFFUSION_PEERS: Mapping[str, str] = types.MappingProxyType({
     "dpmpp_2m": "sample_dpmpp_2m",
     "dpmpp_2m_sde": "sample_dpmpp_2m_sde",
     "dpmpp_sde": "sample_dpmpp_sde",
+    "euler": "sample_euler",
+    "euler_ancestral": "sample_euler_ancestral",
+    "heun": "sample_heun",
+    "dpmpp_2s_ancestral": "sample_dpmpp_2s_ancestral",
+    "dpmpp_3m_sde": "sample_dpmpp_3m_sde",
 })
 
 
