@@ -269,3 +269,12 @@ def test_steps_go_to_the_actual_next_timestep(gmm2d, linear):
 def test_generator_on_another_device_is_rejected(gmm2d, linear):
     with pytest.raises(ValueError, match=r"generators on \['cuda'\] cannot draw noise for a tensor on cpu"):
         diffkit.sample(gmm2d, linear, "ddpm", x=noise((2, 2)), generator=torch.Generator(device="cuda"))
+
+
+@pytest.mark.parametrize("name", [n for n, info in SAMPLERS.items() if "eta" in info.options])
+def test_eta_zero_from_zero_snr_is_finite(name):
+    # eta * h with h = inf on the step from zero SNR: eta = 0 must give 0, not nan.
+    schedule = Linear(rescale_zero_terminal_snr=True)
+    model = GaussianMixture.two_d(schedule).as_model("v_prediction")
+    x = diffkit.sample(model, schedule, name, steps=6, x=noise((8, 2), seed=1), spacing="trailing", eta=0.0)
+    assert torch.isfinite(x).all()

@@ -41,10 +41,11 @@ def sample_dpmpp_2m_sde(
         else:
             r = h_prev / h
             D = (1 + 1 / (2 * r)) * p.x0 - 1 / (2 * r) * x0_prev
-        x = (nxt.sigma / now.sigma) * math.exp(-eta * h) * p.x - nxt.alpha * math.expm1(-(1.0 + eta) * h) * D
+        eta_h = eta * h if eta > 0 else 0.0  # 0, not 0 * inf, from zero SNR
+        x = (nxt.sigma / now.sigma) * math.exp(-eta_h) * p.x - nxt.alpha * math.expm1(-(h + eta_h)) * D
         if noise_sampler is not None and eta > 0:
             z = run.noise(noise_sampler, now.lam, nxt.lam)
         if z is not None:
-            x = x + nxt.sigma * math.sqrt(-math.expm1(-2.0 * eta * h)) * z
+            x = x + nxt.sigma * math.sqrt(-math.expm1(-2.0 * eta_h)) * z
         x0_prev, h_prev = p.x0, h
     return run.finish(x)
