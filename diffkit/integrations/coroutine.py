@@ -19,8 +19,9 @@ options, never on tensor values), so the caller never reads a tensor on the host
 find out.
 
 The coroutine is a greenlet: the sampler's stack, suspended and resumed on the
-caller's own thread (a round trip costs ~1 µs; a worker thread handing over through
-queues cost ~40 µs on this repository's CPU machine, and a thread start per run more).
+caller's own thread. A round trip costs ~1 µs; a worker thread handing over through
+two queues cost ~40 µs per round trip on this repository's shared 2-core CPU machine,
+plus a thread start per run, more than a whole diffusers scheduler step at SD latents.
 Being on the caller's thread, the sampler runs under the caller's grad and inference
 modes and CUDA stream. An exception raised in the sampler re-raises in ``send``;
 :meth:`close`, or dropping the run, unwinds a run left unfinished (GreenletExit raised
