@@ -119,3 +119,16 @@ def test_the_same_x_T_is_never_written():
     run = SamplerCoroutine(SAMPLERS["dpmpp_2m"].fn, X_T, SCHEDULE, TS)
     _drive(run, model_call_times(SAMPLERS["dpmpp_2m"].fn, SCHEDULE, TS))
     assert torch.equal(X_T, before)
+
+
+def test_a_run_started_on_another_thread_is_dropped_not_switched_to():
+    import threading
+
+    info = SAMPLERS["ddim"]
+    run = SamplerCoroutine(info.fn, X_T, SCHEDULE, TS)
+    worker = threading.Thread(target=run.start)
+    worker.start()
+    worker.join()
+    with pytest.raises(RuntimeError, match="thread that started it"):
+        run.send(torch.zeros_like(X_T))
+    run.close()  # no switch across threads: the run is dropped

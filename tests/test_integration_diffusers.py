@@ -96,6 +96,13 @@ def test_pipeline_loop_equals_diffkit_sample(name, spacing):
                                atol=1e-12)
 
 
+def test_under_inference_mode():
+    """Pipelines run under no_grad; users may add inference_mode: the run follows the caller's mode."""
+    with torch.inference_mode():
+        ours = _pipeline_loop(DiffkitScheduler("dpmpp_sde"), _model(), 5)
+    torch.testing.assert_close(ours, _reference(_model(), "dpmpp_sde", 5), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_zero_terminal_snr_v_prediction(name):
     """From alpha = 0 (lambda = -inf) with a v-prediction model: equal, and finite."""

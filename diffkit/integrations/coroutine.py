@@ -125,15 +125,19 @@ class SamplerCoroutine:
         """Stop an unfinished run, the sampler unwinding from its pending model call; nothing to do once finished."""
         self._pending = None
         if self._greenlet:  # started and not finished
-            self._greenlet.parent = greenlet.getcurrent()
+            try:
+                self._greenlet.parent = greenlet.getcurrent()
+            except ValueError:  # started on another thread: dropped here, unwound there once collected
+                self._greenlet = greenlet.greenlet(_body)  # (a fresh, never-started one in its place)
+                return
             self._greenlet.throw()  # GreenletExit at the pending call: the sampler unwinds and ends
 
     def _resume(self, *value: Any) -> torch.Tensor:
-        self._greenlet.parent = greenlet.getcurrent()  # suspend back to whoever resumes it
         try:
-            result = self._greenlet.switch(*value)
-        except greenlet.error as err:
+            self._greenlet.parent = greenlet.getcurrent()  # suspend back to whoever resumes it
+        except ValueError as err:  # "parent cannot be on a different thread"
             raise RuntimeError(f"a sampler run continues on the thread that started it ({err})") from None
+        result = self._greenlet.switch(*value)
         if isinstance(result, _Finished):
             self.finished = True
             return result.sample

@@ -27,7 +27,9 @@ What a pipeline sees:
   latents from the generator they pass, and ``diffkit.sample`` draws x_T and then the
   sampler's noise from one generator, so a seed gives the same sample in both.
 - A pipeline that edits its latents between steps (an inpainting blend, a callback that
-  returns latents): the sampler continues from the edited latents.
+  returns latents): the sampler continues from the edited latents. (Under
+  ``torch.inference_mode`` an in-place edit of the returned tensor goes unseen:
+  inference tensors keep no version counter.)
 - The sampler's options are the scheduler's. DDIMPipeline's ``eta`` argument is not read
   (a warning when it asks for noise the sampler does not add).
 - ``set_timesteps`` and ``close()`` end a run left unfinished (a pipeline that stopped
@@ -65,6 +67,11 @@ from diffkit.schedules import timesteps as make_timesteps
 TRAINING_KEYS = frozenset(DEFAULTS) | {"trained_betas", "variance_type", "timestep_type"}
 PIPELINE_STEP_KWARGS = frozenset({"eta", "use_clipped_model_output"})  # DDIMPipeline's, accepted and not read
 CALL_TIMES_CACHED = 16  # grids whose model call times an instance remembers
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """The tensor's version counter; None for inference tensors, which keep none."""
+    return None if t.is_inference() else t._version
 
 
 def _host_float(t: Any, sync: bool = False) -> float | None:
@@ -129,7 +136,7 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
         self._step_index: int | None = None  # index into timesteps of the next step()
         self._generator = None
         self._given: torch.Tensor | None = None  # the latents step() returned last, and their version
-        self._given_version = 0
+        self._given_version: int | None = None
 
     # -- construction from diffusers ----------------------------------------------------
 
@@ -265,7 +272,7 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
             self._warn_eta(pipeline_kwargs.get("eta"))
         else:
             self._check_step(timestep, generator)
-        edited = None if sample is self._given and sample._version == self._given_version else sample
+        edited = None if sample is self._given and _version(sample) == self._given_version else sample
         try:
             x = self._run.send(model_output, edited)
         except BaseException:
@@ -277,7 +284,7 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
             prev = x.to(sample.dtype)
         else:  # the pipeline's own tensor: nothing it does to it reaches the sampler's state unannounced
             prev = x.to(sample.dtype, copy=True)
-        self._given, self._given_version = prev, prev._version
+        self._given, self._given_version = prev, _version(prev)
         return SchedulerOutput(prev_sample=prev) if return_dict else (prev,)
 
     def _start(self, timestep: Any, sample: torch.Tensor, generator: Any) -> None:
@@ -303,7 +310,7 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
         except BaseException:
             self._reset_run()
             raise
-        self._given, self._given_version = sample, sample._version
+        self._given, self._given_version = sample, _version(sample)
 
     def _check_step(self, timestep: Any, generator: Any) -> None:
         i = self._step_index
@@ -347,7 +354,7 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles carry the configuration and timesteps, never a run in progress."""
         state = dict(self.__dict__)
-        state.update(_run=None, _step_index=None, _generator=None, _given=None, _given_version=0,
+        state.update(_run=None, _step_index=None, _generator=None, _given=None, _given_version=None,
                      sampler_info=self.sampler_info.name)  # the registry entry, by name
         return state
 
