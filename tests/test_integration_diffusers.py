@@ -362,6 +362,6 @@ def test_overhead_benchmark_runs(capsys):
 
     run = diffusers_adapter.run(steps=3, repeats=1, warmup=0, samplers=("ddim", "dpmpp_2m"), shapes=((1, 4, 8, 8),))
     assert [r["sampler"] for r in run["rows"]] == ["ddim", "dpmpp_2m"]
-    assert set(run["rows"][0]["us_per_step"]) == {"diffkit", "diffusers", "pipeline"}
+    assert set(run["rows"][0]["cpu"]["us_per_step"]) == {"diffkit", "diffusers", "pipeline"}
     assert "| dpmpp_2m (linspace) | 1x4x8x8 |" in diffusers_adapter.to_markdown(run)
     assert "dpmpp_2m" in capsys.readouterr().out

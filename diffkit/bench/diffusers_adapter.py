@@ -16,9 +16,11 @@ interleaved in one run:
   pipeline and the stand-in alone. Subtracted from both sides, it leaves each scheduler's
   own time per step.
 
-Reported per row: median µs per step of the whole pipeline call on each side, the
-schedulers' own µs per step (median minus the pipeline's median), both ratios
-(diffkit / diffusers), the spread (min, max) of every side, and ``set_timesteps`` alone.
+Reported per row, on two clocks: the thread's CPU time (everything runs on the calling
+thread: torch with one thread, the sampler as a greenlet; load from other processes
+barely moves it) and wall-clock (with its spread): median µs per step of the whole
+pipeline call on each side, the schedulers' own µs per step (minus the pipeline's),
+the ratios diffkit / diffusers, and ``set_timesteps`` alone.
 dpmpp_sde is left out: diffusers' DPMSolverSDEScheduler.step takes no generator, and
 DDPMPipeline passes one. Both sides draw the same seeded noise for ddpm and dpmpp_2m_sde.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +37,7 @@ from pathlib import Path
 import torch
 
 from diffkit.bench import peers
-from diffkit.bench.latency import seconds_of, time_calls
+from diffkit.bench.latency import time_calls
 from diffkit.bench.machine import machine_info, machine_tag
 from diffkit.schedules import Linear
 
@@ -97,8 +100,18 @@ def _pipelines(name: str, shape: tuple[int, ...]) -> dict[str, object]:
     return pipes
 
 
+def _clock(samples: dict[str, list[float]]) -> dict:
+    """Medians, spread, the schedulers' own share and the ratios, from per-repeat µs/step of every side."""
+    us = {side: statistics.median(t) for side, t in samples.items()}
+    own = {side: us[side] - us["pipeline"] for side in ("diffkit", "diffusers")}
+    return {"us_per_step": us, "spread_us_per_step": {side: [min(t), max(t)] for side, t in samples.items()},
+            "scheduler_us_per_step": own, "ratio": us["diffkit"] / us["diffusers"],
+            "ratio_own": own["diffkit"] / own["diffusers"],
+            "ratio_fastest": min(samples["diffkit"]) / min(samples["diffusers"])}
+
+
 def bench(name: str, shape: tuple[int, ...], steps: int, repeats: int, warmup: int) -> dict:
-    """One row: ``name`` at ``shape`` on every side (module docstring)."""
+    """One row: ``name`` at ``shape`` on every side (module docstring), on both clocks."""
     pipes = _pipelines(name, shape)
     calls: dict[str, Callable[[], object]] = {
         side: (lambda pipe=pipe: pipe(batch_size=shape[0], generator=torch.Generator().manual_seed(0),
@@ -107,20 +120,18 @@ def bench(name: str, shape: tuple[int, ...], steps: int, repeats: int, warmup: i
     for fn in calls.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {side: [] for side in calls}
+    wall: dict[str, list[float]] = {side: [] for side in calls}
+    cpu: dict[str, list[float]] = {side: [] for side in calls}
     for _ in range(repeats):  # interleaved: load from other processes hits every side alike
         for side, fn in calls.items():
-            times[side].append(seconds_of(fn) / steps * 1e6)
-    us = {side: statistics.median(t) for side, t in times.items()}
-    own = {side: us[side] - us["pipeline"] for side in ("diffkit", "diffusers")}
+            start_wall, start_cpu = time.perf_counter(), time.thread_time()
+            fn()
+            cpu[side].append((time.thread_time() - start_cpu) / steps * 1e6)
+            wall[side].append((time.perf_counter() - start_wall) / steps * 1e6)
     set_timesteps = {side: statistics.median(time_calls(lambda s=pipes[side].scheduler: s.set_timesteps(steps),
                                                         repeats, 1)) * 1e6 for side in ("diffkit", "diffusers")}
     return {"sampler": name, "spacing": SPACING[name], "shape": list(shape), "steps": steps, "repeats": repeats,
-            "us_per_step": us, "spread_us_per_step": {side: [min(t), max(t)] for side, t in times.items()},
-            "scheduler_us_per_step": own, "set_timesteps_us": set_timesteps,
-            "ratio_pipeline_step": us["diffkit"] / us["diffusers"],
-            "ratio_scheduler_own": own["diffkit"] / own["diffusers"],
-            "min_ratio_pipeline_step": min(times["diffkit"]) / min(times["diffusers"])}
+            "cpu": _clock(cpu), "wall": _clock(wall), "set_timesteps_us": set_timesteps}
 
 
 def run(*, steps: int = 25, repeats: int = 7, warmup: int = 2, samplers=SAMPLERS, shapes=SHAPES,
@@ -130,16 +141,16 @@ def run(*, steps: int = 25, repeats: int = 7, warmup: int = 2, samplers=SAMPLERS
     print(f"# {info['cpu']} | torch {info['torch']} | diffusers {info['diffusers']} | {info['torch_threads']} "
           f"thread(s) | load {info['loadavg_at_start']}")
     print(f"{'sampler':<13} {'shape':<12} {'diffkit':>8} {'diffusers':>9} {'pipeline':>8} {'dk/df':>6} "
-          f"{'own dk':>7} {'own df':>7} {'own dk/df':>9}   (median µs/step)")
+          f"{'own dk/df':>9} | {'wall dk/df':>10} {'fastest':>7}   (median CPU µs/step; ratios)")
     rows = []
     for shape in shapes:  # no inference_mode: pipelines run under their own no_grad, as users call them
         for name in samplers:
             r = bench(name, tuple(shape), steps, repeats, warmup)
             rows.append(r)
-            us, own = r["us_per_step"], r["scheduler_us_per_step"]
+            us, c, w = r["cpu"]["us_per_step"], r["cpu"], r["wall"]
             print(f"{name:<13} {'x'.join(map(str, shape)):<12} {us['diffkit']:>8.1f} {us['diffusers']:>9.1f} "
-                  f"{us['pipeline']:>8.1f} {r['ratio_pipeline_step']:>6.2f} {own['diffkit']:>7.1f} "
-                  f"{own['diffusers']:>7.1f} {r['ratio_scheduler_own']:>9.2f}", flush=True)
+                  f"{us['pipeline']:>8.1f} {c['ratio']:>6.2f} {c['ratio_own']:>9.2f} | {w['ratio']:>10.2f} "
+                  f"{w['ratio_fastest']:>7.2f}", flush=True)
     return {"machine": info, "steps": steps, "repeats": repeats, "warmup": warmup, "note": note, "rows": rows}
 
 
@@ -148,24 +159,32 @@ def to_markdown(run: dict) -> str:
     about = ("Generated by `benchmarks/bench_diffusers_adapter.py`; what each side includes: "
              "`diffkit/bench/diffusers_adapter.py`. One DDPMPipeline call per side around a zero-cost U-Net, "
              f"{run['steps']} steps, medians of {run['repeats']} interleaved repeats after {run['warmup']} warmup "
-             "runs; spread = (fastest, slowest) repeat.")
+             "runs. CPU = the thread's CPU time (everything runs on the calling thread: torch with 1 thread, the "
+             "sampler as a greenlet), which other processes' load barely moves; wall = wall-clock, with its "
+             "spread (fastest, slowest repeat). 'own' = minus the pipeline alone. Spreads: fastest–slowest repeat.")
     machine = (f"Machine: {m['cpu']}, {m['cpu_count']} CPUs visible, {m['torch_threads']} torch thread(s), torch "
                f"{m['torch']}, diffusers {m['diffusers']}, {m['platform']}; load average at start "
-               f"{', '.join(f'{v:.2f}' for v in m['loadavg_at_start'])} (shared machine: other jobs ran alongside, "
-               "read the spread).")
-    header = ("| sampler | shape | diffkit µs/step | diffusers µs/step | pipeline alone µs/step | diffkit/diffusers "
-              "| same, fastest repeats | scheduler's own µs/step (diffkit / diffusers) | own diffkit/diffusers "
-              "| spread µs/step (diffkit; diffusers) | set_timesteps µs (diffkit / diffusers) |")
+               f"{', '.join(f'{v:.2f}' for v in m['loadavg_at_start'])} (a shared machine: read the spread).")
+    header = ("| sampler | shape | CPU µs/step diffkit / diffusers / pipeline | diffkit/diffusers (CPU) "
+              "| schedulers' own (CPU) | CPU spread diffkit; diffusers | wall µs/step diffkit / diffusers "
+              "| diffkit/diffusers (wall; fastest) | wall spread diffkit; diffusers "
+              "| set_timesteps µs diffkit / diffusers |")
     lines = ["# Scheduler overhead inside a diffusers pipeline: DiffkitScheduler vs diffusers' scheduler", "",
              about, "", machine, "", *([f"Note: {run['note']}", ""] if run.get("note") else []),
-             header, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             header, "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
+
+    def spread(clock: dict) -> str:
+        s = clock["spread_us_per_step"]
+        return f"{s['diffkit'][0]:.0f}–{s['diffkit'][1]:.0f}; {s['diffusers'][0]:.0f}–{s['diffusers'][1]:.0f}"
+
     for r in run["rows"]:
-        us, own, sp, st = r["us_per_step"], r["scheduler_us_per_step"], r["spread_us_per_step"], r["set_timesteps_us"]
-        lines.append(f"| {r['sampler']} ({r['spacing']}) | {'x'.join(map(str, r['shape']))} | {us['diffkit']:.1f} "
-                     f"| {us['diffusers']:.1f} | {us['pipeline']:.1f} | {r['ratio_pipeline_step']:.2f} "
-                     f"| {r['min_ratio_pipeline_step']:.2f} | {own['diffkit']:.1f} / {own['diffusers']:.1f} "
-                     f"| {r['ratio_scheduler_own']:.2f} | {sp['diffkit'][0]:.0f}–{sp['diffkit'][1]:.0f}; "
-                     f"{sp['diffusers'][0]:.0f}–{sp['diffusers'][1]:.0f} | {st['diffkit']:.0f} / {st['diffusers']:.0f} |")
+        c, w, st = r["cpu"], r["wall"], r["set_timesteps_us"]
+        cu, wu = c["us_per_step"], w["us_per_step"]
+        lines.append(f"| {r['sampler']} ({r['spacing']}) | {'x'.join(map(str, r['shape']))} "
+                     f"| {cu['diffkit']:.1f} / {cu['diffusers']:.1f} / {cu['pipeline']:.1f} | {c['ratio']:.2f} "
+                     f"| {c['ratio_own']:.2f} | {spread(c)} | {wu['diffkit']:.1f} / {wu['diffusers']:.1f} "
+                     f"| {w['ratio']:.2f}; {w['ratio_fastest']:.2f} | {spread(w)} "
+                     f"| {st['diffkit']:.0f} / {st['diffusers']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
