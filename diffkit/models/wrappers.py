@@ -46,13 +46,16 @@ class ClassifierFreeGuidance:
     ``uncond`` maps each conditioning keyword to its null value: a tensor shaped like
     the conditional one, or a scalar broadcast to it (e.g. ``{"y": num_classes}``
     for a label embedding with a reserved null class). scale=1 is the conditional
-    model, scale=0 the unconditional one.
+    model, scale=0 the unconditional one. The combination is linear, so it applies to
+    whatever the model predicts (v, x0, ...), as diffusers' pipelines apply it; the
+    model's ``prediction_type`` passes through.
     """
 
     def __init__(self, model: EpsModel, scale: float, uncond: Mapping[str, Any]) -> None:
         if not isinstance(scale, (int, float)) or isinstance(scale, bool):
             raise TypeError(f"guidance scale must be a number, got {type(scale).__name__}")
         self.model, self.scale, self.uncond = model, float(scale), dict(uncond)
+        self.prediction_type = getattr(model, "prediction_type", "epsilon")
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
         missing = sorted(set(cond) - set(self.uncond))
