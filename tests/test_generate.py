@@ -115,7 +115,8 @@ def test_label_rules(rule, expected):
     job, loaded = Job(seeds=(), outdir=Path("."), **rule), elementwise_loaded("ddim", classes=5)
     assert draw_batch(job, loaded, [12, 8, 13], torch.device("cpu"))[1].tolist() == expected
     unconditional = elementwise_loaded("ddim", classes=None)
-    assert draw_batch(Job(seeds=(), outdir=Path(".")), unconditional, [1, 2], torch.device("cpu"))[1].tolist() == [-1, -1]
+    labels = draw_batch(Job(seeds=(), outdir=Path(".")), unconditional, [1, 2], torch.device("cpu"))[1]
+    assert labels.tolist() == [-1, -1]
 
 
 # --- files ----------------------------------------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def test_cli_eval_prints_fd_and_accuracy(tmp_path, capsys, one_thread):
     assert code == 0 and "12 seeds (0 already written): drew 12 images" in out and "FD " in out
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["eval"]["n"] == 12 and 0 <= record["eval"]["accuracy"] <= 1
-    assert record["world_size"] == 1 and record["launcher"] == "python" and record["command"].startswith("diffkit ")
+    assert record["world_size"] == 1 and record["launcher"] == "python" and record["command"].startswith("diffkit")
 
 
 @pytest.mark.parametrize("args, message", [

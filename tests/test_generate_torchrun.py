@@ -84,3 +84,12 @@ def test_more_processes_than_seeds_is_one_line(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("diffkit generate: error: 2 processes for 1 seed(s)") == 1, proc.stderr[-3000:]
     assert not (tmp_path / "out").exists()
+
+
+def test_throughput_benchmark_runs_and_tabulates():
+    from diffkit.bench.generate import markdown, throughput
+
+    report = throughput(4, 1, ["--steps", "2", "--batch", "4"], cwd=ROOT, configs=((1, 1),), progress=lambda line: None)
+    (row,) = report["summary"]
+    assert row["processes"] == 1 and row["images_per_s_median"] > 0 and report["runs"][0]["images"] == 4
+    assert "| 1 x 1 |" in markdown(report) and "torchrun --nnodes=2" in markdown(report)

@@ -34,16 +34,17 @@ GPU_COMMANDS = """\
 # one GPU
 diffkit generate --seeds 0-49999 --outdir out --device cuda --batch 1024 --eval
 # all GPUs of one node
-torchrun --standalone --nproc_per_node=8 -m diffkit generate --seeds 0-49999 --outdir out --device cuda --batch 1024 --eval
+torchrun --standalone --nproc_per_node=8 -m diffkit generate --seeds 0-49999 --outdir out --device cuda \\
+    --batch 1024 --eval
 # two nodes (run on each, NODE = 0 and 1; --outdir on a filesystem both nodes share)
 torchrun --nnodes=2 --node_rank=NODE --master_addr=HOST0 --master_port=29500 --nproc_per_node=8 \\
     -m diffkit generate --seeds 0-49999 --outdir /shared/out --device cuda --batch 1024 --eval"""
 
 
 def command(processes: int, outdir: Path, args: list[str]) -> list[str]:
-    launcher = [sys.executable, "-m", "diffkit"] if processes == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "diffkit"]  # fmt: skip
-    return [*launcher, "generate", "--outdir", str(outdir), *args]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    launcher = [sys.executable] if processes == 1 else torchrun
+    return [*launcher, "-m", "diffkit", "generate", "--outdir", str(outdir), *args]
 
 
 def run_once(processes: int, threads: int, args: list[str], cwd: Path) -> dict:
@@ -73,7 +74,8 @@ def throughput(seeds: int, repeats: int, args: list[str], cwd: Path, configs=CON
             row = {"repeat": repeat, **run_once(processes, threads, full_args, cwd)}
             runs.append(row)
             progress(f"repeat {repeat + 1}/{repeats}: {processes} process(es) x {threads} thread(s): "
-                     f"{row['images_per_s']:.1f} images/s drawing, {row['end_to_end_images_per_s']:.1f} end to end")  # fmt: skip
+                     f"{row['images_per_s']:.1f} images/s drawing, "
+                     f"{row['end_to_end_images_per_s']:.1f} end to end")  # fmt: skip
     summary = []
     for processes, threads in configs:
         mine = [r for r in runs if (r["processes"], r["threads"]) == (processes, threads)]

@@ -31,7 +31,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     labels = parser.add_mutually_exclusive_group()
     labels.add_argument("--label", type=int, default=None, help="draw every seed for this class")
     labels.add_argument("--labels", default=Job.labels, choices=LABEL_RULES,
-                        help="random: drawn from each seed's generator (default); balanced: seed mod classes")  # fmt: skip
+                        help="random: from each seed's generator (default); balanced: seed mod classes")  # fmt: skip
     parser.add_argument("--guidance", type=float, default=Job.guidance,
                         help="classifier-free guidance scale w (default 1: the conditional model alone)")  # fmt: skip
     parser.add_argument("--batch", type=int, default=Job.batch, help=f"seeds per batch (default {Job.batch})")
@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise CollectiveError(str(err)) from None
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        job = Job(seeds=seeds, outdir=Path(args.outdir), model=args.model and Path(args.model), sampler=args.sampler,
-                  steps=args.steps, spacing=args.spacing, timesteps=timesteps, label=args.label, labels=args.labels,
-                  guidance=args.guidance, batch=args.batch, device=device, subdirs=args.subdirs,
+        job = Job(seeds=seeds, outdir=Path(args.outdir), model=Path(args.model) if args.model else None,
+                  sampler=args.sampler, steps=args.steps, spacing=args.spacing, timesteps=timesteps, label=args.label,
+                  labels=args.labels, guidance=args.guidance, batch=args.batch, device=device, subdirs=args.subdirs,
                   evaluate=args.eval)  # fmt: skip
         record = generate(job, world, command_line(sys.argv[1:]))
     except CollectiveError:
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(job, record: dict) -> None:
-    n, already, drawn, rate = len(job.seeds), record["seeds_already_written"], record["images_generated"], record["images_per_s"]
+    n, already = len(job.seeds), record["seeds_already_written"]
+    drawn, rate = record["images_generated"], record["images_per_s"]
     speed = f" at {rate:.1f} images/s" if rate else ""
     print(f"{n} seeds ({already} already written): drew {drawn} images{speed} on {record['world_size']} process(es); "
           f"wrote {job.outdir / 'samples.npz'}")  # fmt: skip

@@ -36,7 +36,8 @@ from diffkit.samplers.timetable import make_steps
 from diffkit.schedules import Schedule
 from diffkit.schedules.spacing import spacings, timesteps as make_timesteps
 
-LABEL_RULES = ("random", "balanced")  # random: drawn from the seed's generator after x_T (as EDM); balanced: seed % classes
+# random: drawn from the seed's generator after x_T (as EDM); balanced: seed % classes
+LABEL_RULES = ("random", "balanced")
 UNCONDITIONAL = -1  # the label recorded for samples of an unconditional model
 
 
@@ -133,7 +134,8 @@ def load(job: Job, device: torch.device) -> Loaded:
     except ValueError as err:
         raise CollectiveError(f"--timesteps: {err}") from None
     unet = unet.to(device)
-    eps_model = unet if job.guidance == 1.0 else ClassifierFreeGuidance(unet, job.guidance, uncond={"y": unet.null_label})
+    guided = job.guidance != 1.0
+    eps_model = ClassifierFreeGuidance(unet, job.guidance, uncond={"y": unet.null_label}) if guided else unet
     label = "none" if classes is None else (f"class {job.label}" if job.label is not None else job.labels)
     config = {
         "model_sha256": file_sha256(path), "sampler": info.name, "steps": len(ts),
@@ -145,7 +147,9 @@ def load(job: Job, device: torch.device) -> Loaded:
     return Loaded(eps_model, schedule, info, ts, shape, classes, config)
 
 
-def draw_labels(job: Job, seeds: Sequence[int], generators: Sequence[torch.Generator], classes: int | None) -> torch.Tensor:
+def draw_labels(
+    job: Job, seeds: Sequence[int], generators: Sequence[torch.Generator], classes: int | None
+) -> torch.Tensor:
     """The labels of ``seeds`` (int64), each drawn from its own generator with ``labels="random"``."""
     if classes is None:
         return torch.full((len(seeds),), UNCONDITIONAL, dtype=torch.int64)
@@ -156,7 +160,9 @@ def draw_labels(job: Job, seeds: Sequence[int], generators: Sequence[torch.Gener
     return torch.cat([torch.randint(classes, (1,), generator=g) for g in generators])
 
 
-def draw_batch(job: Job, loaded: Loaded, seeds: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def draw_batch(
+    job: Job, loaded: Loaded, seeds: Sequence[int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(samples float32 [B, C, H, W] in [-1, 1] on the CPU, labels int64 [B]) of ``seeds``, one generator each."""
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     x_T = randn((len(seeds), *loaded.shape), generators, device, torch.float32)  # first draw of each generator

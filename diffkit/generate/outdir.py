@@ -1,7 +1,8 @@
 """The output directory of a generation job: its configuration, the seeds already written, the final arrays.
 
-    DIR/config.json      what determines the samples (model hash, sampler, steps, ...): a re-run resumes
-                         only under the same configuration
+    DIR/config.json      what determines the samples (model hash, sampler, timesteps, batch, ...): a re-run
+                         resumes only under the same configuration; its seeds may differ (a run over
+                         0-99999 keeps the files of one over 0-49999)
     DIR/{seed:06d}.png   one file per seed (:mod:`diffkit.generate.samplefile`), or DIR/000000/... with subdirs
     DIR/samples.npz      seeds (int64), images (float32 [N, C, H, W] in [-1, 1]), labels (int64; -1 when
                          unconditional), in seed order: written at the end

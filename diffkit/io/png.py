@@ -35,7 +35,8 @@ def png_bytes(pixels: np.ndarray, extra: Sequence[tuple[bytes, bytes]] = ()) -> 
     """
     for kind, _ in extra:
         if not (len(kind) == 4 and kind.isalpha() and kind[2:3].isupper() and kind not in (b"IHDR", b"IDAT", b"IEND")):
-            raise ValueError(f"extra PNG chunk types are 4 letters, the third upper-case, not IHDR/IDAT/IEND; got {kind!r}")
+            raise ValueError(f"extra PNG chunk types are 4 letters, the third upper-case, not IHDR/IDAT/IEND; "
+                             f"got {kind!r}")
     pixels = np.asarray(pixels)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
