@@ -60,8 +60,9 @@ def test_two_processes_write_the_bytes_of_one(tmp_path, one_process):
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["world_size"] == 2 and record["backend"] == "gloo" and record["launcher"] == "torchrun"
     assert sorted(r["images"] for r in record["ranks"]) == [10, 13]  # batches 5,5,5 | 5,3
-    # the metrics come from statistics summed in another order (all_reduce of two shards): float64 rounding
-    assert record["eval"]["fd"] == pytest.approx(single["eval"]["fd"], rel=1e-7)
+    # statistics summed in another order (all_reduce of two shards): float64 rounding, amplified by FD's square
+    # roots of near-zero eigenvalues to ~1e-8 relative (see test_generate.py)
+    assert record["eval"]["fd"] == pytest.approx(single["eval"]["fd"], rel=1e-6)
     assert record["eval"]["accuracy"] == single["eval"]["accuracy"]
     assert proc.stdout.count("23 seeds (0 already written)") == 1  # rank 0 alone reports
     assert "images/s" in proc.stderr and "eta" in proc.stderr  # rank 0's progress bar

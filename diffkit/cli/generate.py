@@ -89,6 +89,7 @@ def _summary(job, record: dict) -> None:
     metrics = record["eval"]
     if metrics:
         accuracy = "-" if metrics["accuracy"] is None else f"{100 * metrics['accuracy']:.1f}%"
-        print(f"eval ({metrics['n']} samples): FD {metrics['fd']:.2f} (real digits: {metrics['fd_real_floor']:.2f}), "
+        print(f"eval ({metrics['n']} samples): FD {metrics['fd']:.2f} ({metrics['fd_real_floor_n']} real digits: "
+              f"{metrics['fd_real_floor']:.2f}), "
               f"classifier accuracy {accuracy} (on real held-out digits: "
               f"{100 * metrics['classifier_heldout_accuracy']:.1f}%)")  # fmt: skip
