@@ -3,7 +3,10 @@
 Each configuration is a fresh command in a subprocess, in a fresh output folder:
 
 - ``1 process x T threads``: ``python -m diffkit generate ...`` with OMP_NUM_THREADS=T;
-- ``P processes x 1 thread``: ``torchrun --standalone --nproc_per_node=P -m diffkit generate ...``.
+- ``P processes x 1 thread``: ``torchrun --standalone --nproc_per_node=P -m diffkit generate ...``;
+- ``... passive``: the same with OMP_WAIT_POLICY=PASSIVE (OpenMP threads sleep at a barrier instead of
+  spinning: on a machine shared with other work, a spinning thread burns the time slice its
+  descheduled partner needs).
 
 Two figures per run: ``images/s`` of the drawing phase (from run.json: images over the slowest
 rank's drawing time, files included) and ``end-to-end`` (seeds over the command's wall time:
@@ -28,7 +31,8 @@ from pathlib import Path
 from diffkit.bench.machine import cpu_model
 from diffkit.bench.report import table
 
-CONFIGS = ((1, 1), (1, 2), (2, 1))  # (processes, threads per process) on this 2-core machine
+# (processes, threads per process, OMP_WAIT_POLICY or None for the default) on this 2-core machine
+CONFIGS = ((1, 1, None), (1, 2, None), (1, 2, "PASSIVE"), (2, 1, None))
 
 GPU_COMMANDS = """\
 # one GPU
@@ -47,10 +51,13 @@ def command(processes: int, outdir: Path, args: list[str]) -> list[str]:
     return [*launcher, "-m", "diffkit", "generate", "--outdir", str(outdir), *args]
 
 
-def run_once(processes: int, threads: int, args: list[str], cwd: Path) -> dict:
+def run_once(processes: int, threads: int, wait_policy: str | None, args: list[str], cwd: Path) -> dict:
     """One fresh run of ``diffkit generate args`` on ``processes`` x ``threads``; its figures."""
     with tempfile.TemporaryDirectory(prefix="diffkit-generate-bench-") as tmp:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env.pop("OMP_WAIT_POLICY", None)
+        if wait_policy is not None:
+            env["OMP_WAIT_POLICY"] = wait_policy
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         start = time.perf_counter()
         proc = subprocess.run(command(processes, Path(tmp), args), cwd=cwd, env=env, capture_output=True, text=True)
@@ -60,9 +67,15 @@ def run_once(processes: int, threads: int, args: list[str], cwd: Path) -> dict:
         record = json.loads((Path(tmp) / "run.json").read_text())
     images = record["images_generated"]
     slowest = max(r["generate_s"] for r in record["ranks"])
-    return {"processes": processes, "threads": threads, "images": images, "images_per_s": images / slowest,
+    return {"processes": processes, "threads": threads, "wait_policy": wait_policy, "images": images, "images_per_s": images / slowest,
             "end_to_end_images_per_s": images / wall, "wall_s": wall, "timings": record["timings"],
             "loadavg_1min_before": load}  # fmt: skip
+
+
+def label(row: dict) -> str:
+    """``2 x 1`` (processes x threads), with `` passive`` under OMP_WAIT_POLICY=PASSIVE."""
+    policy = f" {row['wait_policy'].lower()}" if row["wait_policy"] else ""
+    return f"{row['processes']} x {row['threads']}{policy}"
 
 
 def throughput(seeds: int, repeats: int, args: list[str], cwd: Path, configs=CONFIGS, progress=print) -> dict:
@@ -70,17 +83,17 @@ def throughput(seeds: int, repeats: int, args: list[str], cwd: Path, configs=CON
     full_args = ["--seeds", f"0-{seeds - 1}", "--device", "cpu", *args]
     runs = []
     for repeat in range(repeats):
-        for processes, threads in configs:
-            row = {"repeat": repeat, **run_once(processes, threads, full_args, cwd)}
+        for processes, threads, wait_policy in configs:
+            row = {"repeat": repeat, **run_once(processes, threads, wait_policy, full_args, cwd)}
             runs.append(row)
-            progress(f"repeat {repeat + 1}/{repeats}: {processes} process(es) x {threads} thread(s): "
+            progress(f"repeat {repeat + 1}/{repeats}: {label(row)}: "
                      f"{row['images_per_s']:.1f} images/s drawing, "
                      f"{row['end_to_end_images_per_s']:.1f} end to end")  # fmt: skip
     summary = []
-    for processes, threads in configs:
-        mine = [r for r in runs if (r["processes"], r["threads"]) == (processes, threads)]
+    for config in configs:
+        mine = [r for r in runs if (r["processes"], r["threads"], r["wait_policy"]) == config]
         draw, e2e = [r["images_per_s"] for r in mine], [r["end_to_end_images_per_s"] for r in mine]
-        summary.append({"processes": processes, "threads": threads, "images_per_s_median": statistics.median(draw),
+        summary.append({"config": label(mine[0]), "images_per_s_median": statistics.median(draw),
                         "images_per_s_min": min(draw), "images_per_s_max": max(draw),
                         "end_to_end_median": statistics.median(e2e), "end_to_end_min": min(e2e),
                         "end_to_end_max": max(e2e)})  # fmt: skip
@@ -92,7 +105,7 @@ def throughput(seeds: int, repeats: int, args: list[str], cwd: Path, configs=CON
 
 def markdown(report: dict) -> str:
     base = report["summary"][0]["images_per_s_median"]
-    rows = [[f"{s['processes']} x {s['threads']}", f"{s['images_per_s_median']:.1f}",
+    rows = [[s["config"], f"{s['images_per_s_median']:.1f}",
              f"{s['images_per_s_min']:.1f}-{s['images_per_s_max']:.1f}", f"{s['images_per_s_median'] / base:.2f}x",
              f"{s['end_to_end_median']:.1f}", f"{s['end_to_end_min']:.1f}-{s['end_to_end_max']:.1f}"]
             for s in report["summary"]]  # fmt: skip
@@ -111,7 +124,8 @@ def markdown(report: dict) -> str:
               rows, markdown=True),
         "",
         "Drawing: images over the slowest rank's drawing time (files included). End to end: images over the "
-        "command's wall time (start-up, model load, rendezvous, samples.npz).",
+        "command's wall time (start-up, model load, rendezvous, samples.npz). `passive`: OMP_WAIT_POLICY=PASSIVE "
+        "(OpenMP threads sleep at barriers instead of spinning).",
         "",
         "On GPUs (not measured here):",
         "",
