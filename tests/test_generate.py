@@ -256,6 +256,7 @@ def test_cli_eval_prints_fd_and_accuracy(tmp_path, capsys, one_thread):
     (["--timesteps", "10,500"], "--timesteps:"),
     (["--timesteps", "10,a"], "comma-separated numbers"),
     (["--spacing", "nope"], "unknown spacing"),
+    (["--spacing", "leading", "--steps", "1001"], "steps"),
     (["--device", "tpu"], "unknown --device"),
 ])  # fmt: skip
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):

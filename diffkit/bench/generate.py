@@ -67,9 +67,9 @@ def run_once(processes: int, threads: int, wait_policy: str | None, args: list[s
         record = json.loads((Path(tmp) / "run.json").read_text())
     images = record["images_generated"]
     slowest = max(r["generate_s"] for r in record["ranks"])
-    return {"processes": processes, "threads": threads, "wait_policy": wait_policy, "images": images, "images_per_s": images / slowest,
-            "end_to_end_images_per_s": images / wall, "wall_s": wall, "timings": record["timings"],
-            "loadavg_1min_before": load}  # fmt: skip
+    return {"processes": processes, "threads": threads, "wait_policy": wait_policy, "images": images,
+            "images_per_s": images / slowest, "end_to_end_images_per_s": images / wall, "wall_s": wall,
+            "timings": record["timings"], "loadavg_1min_before": load}  # fmt: skip
 
 
 def label(row: dict) -> str:
@@ -103,12 +103,21 @@ def throughput(seeds: int, repeats: int, args: list[str], cwd: Path, configs=CON
             "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
 
 
+def paired_ratios(report: dict, config: str) -> list[float]:
+    """Drawing images/s of ``config`` over the first configuration's in the same repeat (the load drifts)."""
+    runs = report["runs"]
+    first = {r["repeat"]: r["images_per_s"] for r in runs if label(r) == report["summary"][0]["config"]}
+    return [r["images_per_s"] / first[r["repeat"]] for r in runs if label(r) == config]
+
+
 def markdown(report: dict) -> str:
-    base = report["summary"][0]["images_per_s_median"]
-    rows = [[s["config"], f"{s['images_per_s_median']:.1f}",
-             f"{s['images_per_s_min']:.1f}-{s['images_per_s_max']:.1f}", f"{s['images_per_s_median'] / base:.2f}x",
-             f"{s['end_to_end_median']:.1f}", f"{s['end_to_end_min']:.1f}-{s['end_to_end_max']:.1f}"]
-            for s in report["summary"]]  # fmt: skip
+    rows = []
+    for s in report["summary"]:
+        ratios = paired_ratios(report, s["config"])
+        rows.append([s["config"], f"{s['images_per_s_median']:.1f}",
+                     f"{s['images_per_s_min']:.1f}-{s['images_per_s_max']:.1f}",
+                     f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
+                     f"{s['end_to_end_median']:.1f}", f"{s['end_to_end_min']:.1f}-{s['end_to_end_max']:.1f}"])
     loads = [r["loadavg_1min_before"] for r in report["runs"] if r["loadavg_1min_before"] is not None]
     lines = [
         "# diffkit generate: throughput",
@@ -120,12 +129,14 @@ def markdown(report: dict) -> str:
         f"`diffkit generate {' '.join(report['args'])}`: {report['seeds']} images per run, "
         f"{report['repeats']} interleaved repeats; median and spread (min-max) over the repeats.",
         "",
-        table(["processes x threads", "images/s (drawing)", "spread", "vs 1 x 1", "images/s (end to end)", "spread"],
+        table(["processes x threads", "images/s (drawing)", "spread", f"vs {rows[0][0]}, same repeat",
+               "images/s (end to end)", "spread"],
               rows, markdown=True),
         "",
         "Drawing: images over the slowest rank's drawing time (files included). End to end: images over the "
         "command's wall time (start-up, model load, rendezvous, samples.npz). `passive`: OMP_WAIT_POLICY=PASSIVE "
-        "(OpenMP threads sleep at barriers instead of spinning).",
+        "(OpenMP threads sleep at barriers instead of spinning). The ratio column pairs each run with the first "
+        "configuration's run of the same repeat: median (min-max) of those ratios.",
         "",
         "On GPUs (not measured here):",
         "",

@@ -34,7 +34,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="random: from each seed's generator (default); balanced: seed mod classes")  # fmt: skip
     parser.add_argument("--guidance", type=float, default=Job.guidance,
                         help="classifier-free guidance scale w (default 1: the conditional model alone)")  # fmt: skip
-    parser.add_argument("--batch", type=int, default=Job.batch, help=f"seeds per batch (default {Job.batch})")
+    parser.add_argument("--batch", type=int, default=Job.batch, help=f"seeds per batch (default {Job.batch}; a resumed run keeps it)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--subdirs", action="store_true", help="write the images in folders of 1,000 seeds")
     parser.add_argument("--eval", action="store_true", help="FD and classifier accuracy at the end (digits models)")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from diffkit.models.wrappers import ClassifierFreeGuidance
+from diffkit.samplers.model_calls import EpsModel
 from diffkit.samplers.noise import randn
 from diffkit.samplers.registry import SamplerInfo, get_sampler
 from diffkit.samplers.timetable import make_steps
@@ -92,7 +93,7 @@ class Job:
 class Loaded:
     """A job's model, ready to draw: the eps-model (guided or not), schedule, sampler and timesteps."""
 
-    eps_model: torch.nn.Module | ClassifierFreeGuidance
+    eps_model: EpsModel  # eps(x_t, t, y=labels): the network, or its classifier-free guidance
     schedule: Schedule
     info: SamplerInfo
     timesteps: np.ndarray
@@ -125,14 +126,14 @@ def load(job: Job, device: torch.device) -> Loaded:
     if job.spacing is not None and job.spacing not in spacings(schedule):
         raise CollectiveError(f"unknown spacing {job.spacing!r}; allowed: {', '.join(spacings(schedule))}")
     info = get_sampler(job.sampler)
-    if job.timesteps is not None:
-        ts = np.asarray(job.timesteps, dtype=np.float64)
-    else:
-        ts = make_timesteps(schedule, job.steps, job.spacing or info.default_spacing)
     try:
-        make_steps(schedule, ts)
+        if job.timesteps is not None:
+            ts = np.asarray(job.timesteps, dtype=np.float64)
+            make_steps(schedule, ts)
+        else:
+            ts = make_timesteps(schedule, job.steps, job.spacing or info.default_spacing)
     except ValueError as err:
-        raise CollectiveError(f"--timesteps: {err}") from None
+        raise CollectiveError(f"--timesteps: {err}" if job.timesteps is not None else str(err)) from None
     unet = unet.to(device)
     guided = job.guidance != 1.0
     eps_model = ClassifierFreeGuidance(unet, job.guidance, uncond={"y": unet.null_label}) if guided else unet
