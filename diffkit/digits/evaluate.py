@@ -68,13 +68,27 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ValueError(f"need two sets of >= 2 vectors of one dimension; got {a.shape} and {b.shape}")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+def gaussian_frechet_distance(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))``: FD between two Gaussians (float64)."""
     # tr (C_a C_b)^(1/2) = tr (C_a^(1/2) C_b C_a^(1/2))^(1/2): a symmetric PSD matrix, so eigh is exact and
     # stable even when both covariances are singular (digits have pixels that are always 0).
     root_a = _psd_sqrt(cov_a)
     tr_root = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0.0, None)).sum()
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * tr_root)
+
+
+def moments_from_sums(n: int, total: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, unbiased covariance, as ``np.cov``) of ``n`` vectors from their sum and the sum of their outer products.
+
+    The form of statistics summed over shards (``all_reduce``), never over the vectors themselves.
+    """
+    if n < 2:
+        raise ValueError(f"need >= 2 vectors for a covariance; got {n}")
+    mean = total / n
+    return mean, (outer - n * np.outer(mean, mean)) / (n - 1)
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Write images as PNG with the standard library only (zlib + struct), and tile samples into a grid.
 
 PNG layout (ISO/IEC 15948): the 8-byte signature, then chunks ``length | type | data | crc32(type+data)``:
-IHDR (width, height, bit depth 8, colour type 0 = grey or 2 = RGB), one IDAT holding the zlib-compressed
-scanlines (each prefixed by filter byte 0, "none"), and an empty IEND.
+IHDR (width, height, bit depth 8, colour type 0 = grey or 2 = RGB), any extra chunks the caller passes
+(e.g. ``tEXt``, or a private ancillary chunk that viewers skip), one IDAT holding the zlib-compressed
+scanlines (each prefixed by filter byte 0, "none"), and an empty IEND. ``png_chunks`` reads the chunks back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,8 +27,16 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """Encode uint8 ``pixels`` [H, W] (grey) or [H, W, 3] (RGB) as a PNG file."""
+def png_bytes(pixels: np.ndarray, extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    """Encode uint8 ``pixels`` [H, W] (grey) or [H, W, 3] (RGB) as a PNG file, with ``extra`` (type, data) chunks.
+
+    An extra chunk type is 4 ASCII letters whose case carries its meaning (ISO/IEC 15948, 5.4): lower-case
+    first letter = ancillary (decoders may skip it), lower-case second = private, upper-case third.
+    """
+    for kind, _ in extra:
+        if not (len(kind) == 4 and kind.isalpha() and kind[2:3].isupper() and kind not in (b"IHDR", b"IDAT", b"IEND")):
+            raise ValueError(f"extra PNG chunk types are 4 letters, the third upper-case, not IHDR/IDAT/IEND; "
+                             f"got {kind!r}")
     pixels = np.asarray(pixels)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -35,7 +45,30 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     height, width, channels = pixels.shape
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
     rows = np.concatenate([np.zeros((height, 1), np.uint8), pixels.reshape(height, width * channels)], axis=1)
-    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + _chunk(b"IEND", b"")
+    chunks = [_chunk(b"IHDR", header), *(_chunk(kind, data) for kind, data in extra)]
+    chunks += [_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)), _chunk(b"IEND", b"")]
+    return _SIGNATURE + b"".join(chunks)
+
+
+def png_chunks(blob: bytes, source: str = "buffer") -> list[tuple[bytes, bytes]]:
+    """The (type, data) chunks of a PNG file, IHDR to IEND; ValueError naming ``source`` if it is not a whole PNG.
+
+    Checks the signature, every length and CRC, and that the file ends with IEND (a truncated file fails).
+    """
+    if blob[:8] != _SIGNATURE:
+        raise ValueError(f"{source} is not a PNG file (bad signature)")
+    chunks, pos = [], 8
+    while pos + 12 <= len(blob):
+        (length,) = struct.unpack(">I", blob[pos : pos + 4])
+        kind, data = blob[pos + 4 : pos + 8], blob[pos + 8 : pos + 8 + length]
+        crc = blob[pos + 8 + length : pos + 12 + length]
+        if len(data) != length or len(crc) != 4 or struct.unpack(">I", crc)[0] != zlib.crc32(kind + data) & 0xFFFFFFFF:
+            raise ValueError(f"{source}: chunk {kind!r} at byte {pos} is truncated or fails its CRC")
+        chunks.append((kind, data))
+        pos += 12 + length
+        if kind == b"IEND":
+            return chunks
+    raise ValueError(f"{source}: the PNG file ends before its IEND chunk (truncated)")
 
 
 def image_grid(images: torch.Tensor, columns: int | None = None, scale: int = 4, gap: int = 1) -> np.ndarray:
