@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import noise
+from conftest import assert_data_statistics, noise
 
 import diffkit
 from diffkit.conversions import PREDICTION_TYPES
@@ -133,15 +133,7 @@ def test_stochastic_samplers_match_the_data_distribution(name, family):
     x_T = noise((n, 2), seed=3) * float(schedule.sigma(schedule.t_max))
     x = diffkit.sample(mixture.as_model(kind), schedule, name, steps=steps, x=x_T,
                        generator=torch.Generator().manual_seed(4))
-    cov = mixture.covariance()
-    # As tests/test_samplers.py: 5 standard errors of the mean and mode frequencies at n samples plus a
-    # small allowance for the discretisation bias; sample covariance entries have se ~ sqrt(2 / n) var.
-    mean_se = (torch.diag(cov) / n).sqrt()
-    torch.testing.assert_close(x.mean(0), mixture.mean(), atol=(5 * mean_se).max().item() + 0.01, rtol=0)
-    torch.testing.assert_close(torch.cov(x.T), cov, atol=0.03, rtol=0.05)
-    freq = mixture.assign_modes(x).bincount(minlength=3).double() / n
-    mode_se = (mixture.weights * (1 - mixture.weights) / n).sqrt()
-    torch.testing.assert_close(freq, mixture.weights, atol=(5 * mode_se).max().item() + 0.01, rtol=0)
+    assert_data_statistics(x, mixture)
 
 
 # -- zero terminal SNR: every sampler, from pure noise -----------------------------------------------
@@ -164,7 +156,7 @@ def test_every_sampler_is_finite_from_zero_terminal_snr(name, schedule, steps):
 def test_ddim_eta1_is_ddpm_fixed_small_in_every_family(family):
     # Both are the posterior q(x_n | x_t, x0): x_n = (sigma_n / sigma_t) e^-h x_t + alpha_n (1 - e^-2h) x0
     # + sigma_n sqrt(1 - e^-2h) z, on any grid (the same noise draws, step for step).
-    schedule, mixture, model = _setup(family, dim=2)
+    schedule, _, model = _setup(family, dim=2)
     ts = flow_karras(schedule, 20)
     x_T = noise((16, 2), seed=7) * float(schedule.sigma(schedule.t_max))
     a = sample_ddim(model, x_T, schedule, ts, generator=torch.Generator().manual_seed(8), eta=1.0)
@@ -198,7 +190,9 @@ def test_unknown_prediction_types_list_the_allowed_ones():
     with pytest.raises(ValueError, match="unknown prediction_type 'flow_prediction'; allowed: epsilon, sample, "
                                          "v_prediction, flow, edm"):
         from_prediction(lambda x, t: x, "flow_prediction", FlowMatch())
-    model = lambda x, t: x  # noqa: E731
+    def model(x, t):
+        return x
+
     model.prediction_type = "velocity"
     with pytest.raises(ValueError, match="prediction_type is 'velocity'; allowed: epsilon, sample, v_prediction, flow"):
         diffkit.sample(model, FlowMatch(), "ddim", steps=3, x=noise((2, 2)))

@@ -284,7 +284,10 @@ def _gaussian_flow_map(g, s, x, t_from, t_to):
     eigen-coordinate of x - alpha mu scaled by sqrt(alpha^2 v + sigma^2) unchanged.
     """
     mu, v, U = g.means[0], g._evals[0], g._evecs[0]
-    scale = lambda t: torch.sqrt(s.alpha(t) ** 2 * v + s.sigma(t) ** 2)  # noqa: E731
+
+    def scale(t):
+        return torch.sqrt(s.alpha(t) ** 2 * v + s.sigma(t) ** 2)
+
     y = (x - s.alpha(t_from) * mu) @ U / scale(t_from)
     return s.alpha(t_to) * mu + (y * scale(t_to)) @ U.T
 
