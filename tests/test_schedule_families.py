@@ -8,6 +8,7 @@ closed form for Gaussian data, in every family.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -22,7 +23,8 @@ import diffkit
 from diffkit.conversions import PREDICTION_TYPES, prediction_coefficients
 from diffkit.io.pretrained import schedule_from_dict, schedule_to_dict
 from diffkit.models import GaussianMixture, from_prediction, solve_probability_flow
-from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, default_spacing, flux_mu, timesteps
+from diffkit.schedules import (EDM, ContinuousVP, Cosine, FlowMatch, Linear, ScaledLinear, default_spacing, flux_mu,
+                               timesteps)
 
 # One representative of each family; zero terminal SNR is a flag of the discrete VP schedules.
 FAMILIES = {
@@ -55,6 +57,17 @@ def continuous_schedules(draw):
 
 
 NEW_FAMILIES = st.one_of(flow_schedules(), edm_schedules(), continuous_schedules())
+
+
+@st.composite
+def zero_snr_schedules(draw):
+    T = draw(st.integers(2, 4000))
+    kind = draw(st.sampled_from([Linear, ScaledLinear, Cosine]))
+    if kind is Cosine:
+        return Cosine(T, rescale_zero_terminal_snr=True)
+    hi = min(0.9, 40.0 / T)  # as tests/test_schedules.py: abar_{T-1} stays a normal float64 before rescaling
+    start = draw(st.floats(1e-6, hi / 2))
+    return kind(T, start, draw(st.floats(start * 1.01 + 1e-7, hi)), rescale_zero_terminal_snr=True)
 
 
 def _inside(s, u):
@@ -103,6 +116,25 @@ def test_endpoints_are_exact_and_inverses_clamp(s):
     else:
         assert not s.zero_terminal_snr and math.isfinite(s.lambda_(s.t_max))
     assert s.t_from_lambda(1e6) == s.t_min and s.t_from_lambda(-1e6) == s.t_max
+
+
+@settings(max_examples=60, deadline=None)
+@given(zero_snr_schedules(), st.floats(0.0, 1.0))
+def test_zero_terminal_snr_rescaling_is_exact(s, u):
+    # Lin et al. 2023, Algorithm 1: sqrt(abar) shifted and scaled so that abar_{T-1} = 0 and abar_0 is kept.
+    plain = dataclasses.replace(s, rescale_zero_terminal_snr=False)
+    root, old = np.sqrt(s.alphas_cumprod), np.sqrt(plain.alphas_cumprod)
+    assert s.alphas_cumprod[-1] == 0.0 and s.betas[-1] == 1.0 and np.all(np.diff(s.alphas_cumprod) < 0)
+    np.testing.assert_allclose(root, (old - old[-1]) * old[0] / (old[0] - old[-1]), rtol=1e-9, atol=1e-15)
+    T = s.num_train_timesteps
+    assert s.alpha(T - 1.0) == 0.0 and s.lambda_(T - 1.0) == -math.inf and s.t_from_lambda(-math.inf) == T - 1
+    assert s.default_spacing == "trailing" and timesteps(s, 1)[0] == T - 1
+    # Fractional t, the last segment (alpha linear in t, down to 0) included: monotone, and inverted.
+    t = u * (T - 1)
+    lam = np.asarray(s.lambda_(np.array([0.0, t, (t + T - 1) / 2, T - 1.0])))
+    assert np.all(lam[1:] <= lam[:-1]) and lam[0] > lam[-1]  # -inf <= -inf where t rounds to T-1
+    if t < T - 1:
+        assert float(s.t_from_lambda(s.lambda_(t))) == pytest.approx(t, abs=1e-6 * max(1.0, T / 100))
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
