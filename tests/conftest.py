@@ -46,3 +46,20 @@ def ode_reference(gmm8d, linear):
 def noise(shape, seed=0, dtype=torch.float64):
     """Standard normal x_T from a fixed seed."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def assert_data_statistics(x, mixture):
+    """Samples ``x`` [n, D] have the mixture's mean, covariance and mode frequencies, within sampling error.
+
+    5 standard errors of the sample mean and of each mode's frequency at n samples, plus a
+    small allowance for the discretisation bias; sample covariance entries have standard
+    error ~ sqrt(2 / n) var, which 0.03 absolute covers with margin.
+    """
+    n = x.shape[0]
+    cov = mixture.covariance()
+    mean_se = (torch.diag(cov) / n).sqrt()
+    torch.testing.assert_close(x.mean(0), mixture.mean(), atol=(5 * mean_se).max().item() + 0.01, rtol=0)
+    torch.testing.assert_close(torch.cov(x.T), cov, atol=0.03, rtol=0.05)
+    freq = mixture.assign_modes(x).bincount(minlength=len(mixture.weights)).double() / n
+    mode_se = (mixture.weights * (1 - mixture.weights) / n).sqrt()
+    torch.testing.assert_close(freq, mixture.weights, atol=(5 * mode_se).max().item() + 0.01, rtol=0)

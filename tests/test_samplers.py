@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import noise
+from conftest import assert_data_statistics, noise
 
 import diffkit
 from diffkit.models import GaussianMixture, exact_sample
@@ -26,16 +26,7 @@ def test_samples_match_the_data_distribution(name, gmm2d, linear):
     steps = 250 if name == "ddpm" else 60
     x = diffkit.sample(gmm2d, linear, name, steps=steps, x=noise((n, 2), seed=3),
                        generator=torch.Generator().manual_seed(4))
-    cov = gmm2d.covariance()
-    # Standard errors of the sample mean and of each mode's frequency at n samples;
-    # 5 standard errors plus a small allowance for the discretisation bias.
-    mean_se = (torch.diag(cov) / n).sqrt()
-    torch.testing.assert_close(x.mean(0), gmm2d.mean(), atol=(5 * mean_se).max().item() + 0.01, rtol=0)
-    # Sample covariance entries: se ~ sqrt(2 / n) * var; 0.02 absolute covers it with margin.
-    torch.testing.assert_close(torch.cov(x.T), cov, atol=0.03, rtol=0.05)
-    freq = gmm2d.assign_modes(x).bincount(minlength=3).double() / n
-    mode_se = (gmm2d.weights * (1 - gmm2d.weights) / n).sqrt()
-    torch.testing.assert_close(freq, gmm2d.weights, atol=(5 * mode_se).max().item() + 0.01, rtol=0)
+    assert_data_statistics(x, gmm2d)
 
 
 # -- closed form: convergence to the exact probability-flow ODE ------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 
 from diffkit.io.tensorfile import read_tensors, save_tensors
-from diffkit.schedules import Cosine, Linear, Schedule, ScaledLinear
+from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, Schedule, ScaledLinear
 from diffkit.unet import UNet, UNetConfig, load_state_dict_checked
 
 __all__ = ["load_pretrained", "save_pretrained", "schedule_from_dict", "schedule_to_dict"]
@@ -28,7 +28,9 @@ CONFIG_KEY = "config"  # metadata key of the UNetConfig JSON (the same key diffk
 SCHEDULE_KEY = "schedule"  # metadata key of the schedule JSON
 KIND_KEY = "kind"  # metadata key: "weights" or "train_checkpoint"
 EMA_PREFIX = "ema."  # prefix of the EMA weights inside a training checkpoint
-SCHEDULES: dict[str, type[Schedule]] = {cls.__name__: cls for cls in (Linear, Cosine, ScaledLinear)}
+SCHEDULES: dict[str, type[Schedule]] = {
+    cls.__name__: cls for cls in (Linear, Cosine, ScaledLinear, FlowMatch, EDM, ContinuousVP)
+}
 
 
 def schedule_to_dict(schedule: Schedule) -> dict:

@@ -66,9 +66,16 @@ class EDMPreconditioned(Predictor):
         return per_sample(c_skip, x) * x_k + per_sample(c_out, x) * out
 
 
-def from_prediction(model: Model, prediction_type: str, schedule: Schedule, *, sigma_data: float = 0.5) -> Predictor:
-    """``model`` as samplers consume it, for a network that predicts ``prediction_type`` (module docstring)."""
+def from_prediction(model: Model, prediction_type: str, schedule: Schedule, *,
+                    sigma_data: float | None = None) -> Predictor:
+    """``model`` as samplers consume it, for a network that predicts ``prediction_type`` (module docstring).
+
+    ``sigma_data`` (EDM preconditioning only) defaults to the schedule's (``EDM(sigma_data=...)``),
+    else to EDM's 0.5.
+    """
     if prediction_type == "edm":
+        if sigma_data is None:
+            sigma_data = getattr(schedule, "sigma_data", 0.5)
         return EDMPreconditioned(model, schedule, sigma_data)
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: {', '.join(FROM_PREDICTION_TYPES)}")

@@ -12,6 +12,7 @@ from diffkit.samplers.model_calls import Callback, EpsModel
 from diffkit.samplers.noise import GeneratorArg, randn
 from diffkit.samplers.registry import get_sampler
 from diffkit.schedules.base import Schedule
+from diffkit.schedules.spacing import default_spacing as usable_spacing
 from diffkit.schedules.spacing import timesteps as make_timesteps
 
 
@@ -49,9 +50,11 @@ def sample(
 
     ``sampler`` is a registered name (see ``diffkit.SAMPLERS``) or a function with
     the sampler signature. ``spacing`` defaults to the sampler's own (see the
-    registry); ``cond`` is passed to the model as keyword arguments. ``shape``,
-    ``device`` and ``dtype`` describe x_T when ``x`` is not given; it is drawn from
-    ``generator`` first, as diffusers pipelines do, so seeds carry over.
+    registry) where the schedule has it, else the schedule's own (flow matching and
+    zero terminal SNR start at sigma_k = inf, where there is no karras grid). ``cond``
+    is passed to the model as keyword arguments. ``shape``, ``device`` and ``dtype``
+    describe x_T when ``x`` is not given; it is drawn from ``generator`` first, as
+    diffusers pipelines do, so seeds carry over.
     """
     if callable(sampler):
         fn, default_spacing = sampler, "karras"
@@ -68,7 +71,7 @@ def sample(
         if not all(isinstance(n, int) and n > 0 for n in shape):
             raise ValueError(f"shape must be positive integers [B, ...], got {shape!r}")
         x = randn(tuple(shape), generator, torch.device(device or "cpu"), dtype)
-    ts = make_timesteps(schedule, steps, spacing or default_spacing)
+    ts = make_timesteps(schedule, steps, spacing or usable_spacing(schedule, default_spacing))
     if progress:
         callback = _progress(len(ts), callback)
     return fn(eps_model, x, schedule, ts, generator=generator, callback=callback, cond=cond, **options)

@@ -14,8 +14,12 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
     From t to the next visited timestep n:
 
         x0     = (x_t - sigma_t eps) / alpha_t
-        s      = eta * (sigma_n / sigma_t) * sqrt(1 - abar_t / abar_n)
+        s      = eta * sigma_n * sqrt(1 - exp(-2h)),                 h = lambda_n - lambda_t
         x_n    = alpha_n x0 + sqrt(sigma_n^2 - s^2) eps + s z,     z ~ N(0, I)
+
+    s is eta times the standard deviation of q(x_n | x_t, x0); with variance-preserving
+    schedules it is the paper's eta (sigma_n / sigma_t) sqrt(1 - abar_t / abar_n), and the
+    form in h holds in every family (flow matching, EDM).
 
     Equivalences (tested): eta = 0 is the deterministic DDIM, a first-order
     solver of the probability-flow ODE (DDIM = DPM-Solver-1); eta = 1 on the full
@@ -31,9 +35,8 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
         if step.final:  # to the data (sigma = 0): the data prediction
             x = p.x0
             continue
-        now, nxt = step.at, step.to
-        ratio = now.alpha / nxt.alpha  # sqrt(abar_t / abar_n) < 1; 0 at zero terminal SNR
-        s = eta * (nxt.sigma / now.sigma) * math.sqrt((1.0 - ratio) * (1.0 + ratio))
+        nxt = step.to
+        s = eta * nxt.sigma * math.sqrt(-math.expm1(-2.0 * step.h))  # h = inf at zero SNR: s = eta sigma_n
         x = nxt.alpha * p.x0 + math.sqrt(nxt.sigma**2 - s**2) * p.eps
         if z is not None:
             x = x + s * z

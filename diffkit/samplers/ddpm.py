@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from diffkit.samplers.run import SamplerRun
 
 VARIANCES = ("fixed_small", "fixed_large")
@@ -12,9 +14,11 @@ def sample_ddpm(
 ):
     """Ancestral sampling from the posterior q(x_n | x_t, x0) between consecutive visited timesteps.
 
-    With beta = 1 - abar_t / abar_n (the effective beta of the respaced step):
+    With beta = sigma_t^2 (1 - exp(-2h)), h = lambda_n - lambda_t, the variance of
+    q(x_t | x_n) (the effective beta of the respaced step, 1 - abar_t / abar_n, with
+    variance-preserving schedules; this form holds in every family):
 
-        x_n = alpha_n beta / sigma_t^2 * x0 + sqrt(1 - beta) sigma_n^2 / sigma_t^2 * x_t + std z
+        x_n = alpha_n beta / sigma_t^2 * x0 + (alpha_t / alpha_n) sigma_n^2 / sigma_t^2 * x_t + std z
         std^2 = sigma_n^2 / sigma_t^2 * beta   ("fixed_small", the posterior variance beta~)
               = beta                           ("fixed_large")
 
@@ -33,7 +37,7 @@ def sample_ddpm(
             x = p.x0
             continue
         now, nxt = step.at, step.to
-        beta = 1.0 - (now.alpha / nxt.alpha) ** 2
+        beta = now.sigma**2 * -math.expm1(-2.0 * step.h)  # sigma_t^2 at zero SNR (h = inf)
         ratio = nxt.sigma**2 / now.sigma**2
         var = max(ratio * beta, 1e-20) if variance == "fixed_small" else beta
         x = (nxt.alpha * beta / now.sigma**2) * p.x0 + (now.alpha / nxt.alpha) * ratio * p.x + var**0.5 * run.randn(p.dtype)

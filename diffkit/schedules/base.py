@@ -48,7 +48,9 @@ def like(result: torch.Tensor, original: TimeLike) -> TimeLike:
 class Schedule:
     """Base of every schedule family: subclasses are frozen dataclasses implementing the abstract accessors."""
 
-    default_spacing = "karras"  # the spacing diffkit.sample uses with this schedule unless told otherwise
+    # The family's own spacing: timesteps() without a spacing, and diffkit.sample where the sampler's default
+    # does not exist for this schedule (spacing.default_spacing).
+    default_spacing = "karras"
 
     @property
     def t_min(self) -> float:

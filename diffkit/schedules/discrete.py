@@ -155,6 +155,11 @@ class DiscreteVP(Schedule):
 
     native_spacings = DISCRETE_SPACINGS
 
+    @property
+    def default_spacing(self) -> str:
+        """karras; trailing with zero terminal SNR (Lin et al. 2023, sec. 3.3: start from the last timestep)."""
+        return "trailing" if self.rescale_zero_terminal_snr else "karras"
+
     def native_timesteps(self, steps: int, spacing: str) -> np.ndarray | None:
         """diffusers' integer grids (see :mod:`diffkit.schedules.spacing`); None for other spacings."""
         if spacing not in DISCRETE_SPACINGS:

@@ -20,6 +20,11 @@ c * sigma_k(T/steps)^2, which tends to c' / steps: every solver is eventually
 first order there, whatever its own order (measured in tests/test_samplers.py).
 "leading" also starts below T-1 once steps > T/2. karras and logsnr refine the
 whole path down to t = 0, where second-order solvers show their order.
+
+Other families' own grids: ``shifted`` for flow matching (uniform in the unshifted
+time, then shifted; :mod:`diffkit.schedules.flow`) and ``linspace`` for the continuous
+VP SDE (uniform t from 1 to t_min). A schedule starting at zero SNR has no karras or
+logsnr grid (sigma_k = inf there); :func:`default_spacing` picks its own instead.
 """
 
 from __future__ import annotations
@@ -45,6 +50,19 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7
 def spacings(schedule: Schedule) -> tuple[str, ...]:
     """The spacings ``schedule`` supports: its own grids, then the generic ones."""
     return tuple(schedule.native_spacings) + GENERIC_SPACINGS
+
+
+def default_spacing(schedule: Schedule, preferred: str | None = None) -> str:
+    """``preferred`` (a sampler's default) where ``schedule`` has it, else the schedule's own default.
+
+    A schedule that starts at zero SNR (alpha(t_max) = 0: flow matching, zero terminal
+    SNR) always gets its own (``shifted``, ``trailing``): its grids start from pure
+    noise at t_max, as Lin et al. 2023 (sec. 3.3) require, and karras / logsnr, which
+    space sigma_k or lambda between the ends, do not exist there (sigma_k = inf).
+    """
+    if preferred in spacings(schedule) and not schedule.zero_terminal_snr:
+        return preferred
+    return schedule.default_spacing
 
 
 def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho: float = 7.0) -> np.ndarray:

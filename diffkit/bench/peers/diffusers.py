@@ -67,19 +67,21 @@ def quiet_torchsde():
 def diffusers_beta_config(schedule: Schedule) -> dict[str, Any]:
     """The diffusers scheduler arguments that rebuild ``schedule``'s betas.
 
-    The three standard schedules map onto ``beta_schedule``; diffusers' cosine
-    hard-codes s = 0.008 and max_beta = 0.999, so any other schedule is passed as
-    ``trained_betas`` (rounded to float32 by diffusers, like every table it builds).
+    The three standard schedules map onto ``beta_schedule`` (plus ``rescale_betas_zero_snr``
+    with zero terminal SNR); diffusers' cosine hard-codes s = 0.008 and max_beta = 0.999,
+    so any other schedule is passed as ``trained_betas`` (already rescaled; rounded to
+    float32 by diffusers, like every table it builds).
     """
     T = schedule.num_train_timesteps
+    rescale = {"rescale_betas_zero_snr": True} if schedule.rescale_zero_terminal_snr else {}
     if type(schedule) is Linear:
         return dict(num_train_timesteps=T, beta_schedule="linear", beta_start=schedule.beta_start,
-                    beta_end=schedule.beta_end)
+                    beta_end=schedule.beta_end, **rescale)
     if type(schedule) is ScaledLinear:
         return dict(num_train_timesteps=T, beta_schedule="scaled_linear", beta_start=schedule.beta_start,
-                    beta_end=schedule.beta_end)
+                    beta_end=schedule.beta_end, **rescale)
     if type(schedule) is Cosine and schedule.s == 0.008 and schedule.max_beta == 0.999:
-        return dict(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2")
+        return dict(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", **rescale)
     return dict(num_train_timesteps=T, trained_betas=np.asarray(schedule.betas).tolist())
 
 
@@ -95,6 +97,8 @@ class _Peer:
     sigma_space: bool  # whether its state is x_k = x / alpha (VE) instead of x (VP)
 
 
+# diffkit's prediction types in diffusers' names (the others are spelled alike).
+DIFFUSERS_PREDICTION_TYPES: Mapping[str, str] = types.MappingProxyType({"flow": "flow_prediction"})
 _DISCRETE = ("leading", "trailing", "linspace")
 _SIGMA = _DISCRETE + ("karras",)
 _PEERS: dict[str, _Peer] = {
@@ -137,13 +141,15 @@ def _peer(name: str) -> _Peer:
     return _PEERS[name]
 
 
-def diffusers_scheduler(name: str, schedule: Schedule, *, spacing: str | None = None, **options: Any):
+def diffusers_scheduler(name: str, schedule: Schedule, *, spacing: str | None = None,
+                        prediction_type: str = "epsilon", **options: Any):
     """A fresh diffusers scheduler equivalent to diffkit sampler ``name`` on ``schedule``.
 
     ``spacing`` is a diffkit spacing name (leading/trailing/linspace, or karras for the
     sigma-based schedulers, which sets ``use_karras_sigmas``); None keeps the
-    scheduler's default. Options: ddpm ``variance`` (fixed_small|fixed_large),
-    dpmpp_sde ``noise_sampler_seed``, unipc ``solver_order``.
+    scheduler's default. ``prediction_type`` is the model's, in diffkit's names.
+    Options: ddpm ``variance`` (fixed_small|fixed_large), dpmpp_sde
+    ``noise_sampler_seed``, unipc ``solver_order``.
     """
     peer = _peer(name)
     spacing = peer.default_spacing if spacing is None else spacing
@@ -154,6 +160,7 @@ def diffusers_scheduler(name: str, schedule: Schedule, *, spacing: str | None = 
     except TypeError as err:
         raise ValueError(f"diffusers peer {name!r}: bad options {sorted(options)} ({err})") from None
     kwargs = dict(diffusers_beta_config(schedule), **peer.fixed, **extra)
+    kwargs["prediction_type"] = DIFFUSERS_PREDICTION_TYPES.get(prediction_type, prediction_type)
     if spacing == "karras":
         kwargs["use_karras_sigmas"] = True
     else:
@@ -199,7 +206,8 @@ def run_diffusers(
     peer = _peer(name)
     eta = float(options.pop("eta", 0.0)) if name == "ddim" else None
     if scheduler is None:
-        scheduler = diffusers_scheduler(name, schedule, spacing=spacing, **options)
+        scheduler = diffusers_scheduler(name, schedule, spacing=spacing,
+                                        prediction_type=getattr(eps_model, "prediction_type", "epsilon"), **options)
     if exact_tables:
         use_float64_tables(scheduler, schedule)
     scheduler.set_timesteps(steps, device=x.device)
