@@ -45,10 +45,12 @@ from diffkit.samplers.euler import sample_euler
 from diffkit.samplers.euler_ancestral import sample_euler_ancestral
 from diffkit.samplers.heun import sample_heun
 from diffkit.samplers.registry import SAMPLERS, SamplerInfo, get_sampler
+from diffkit.samplers.timetable import Grid
 
 __all__ = [
     "SAMPLERS",
     "BrownianNoise",
+    "Grid",
     "SamplerInfo",
     "get_sampler",
     "sample",

@@ -36,7 +36,7 @@ def sample_ddim(eps_model, x, schedule, timesteps, *, generator=None, callback=N
             x = p.x0
             continue
         nxt = step.to
-        s = eta * nxt.sigma * math.sqrt(-math.expm1(-2.0 * step.h))  # h = inf at zero SNR: s = eta sigma_n
+        s = eta * nxt.sigma * math.sqrt(-math.expm1(-2.0 * step.h)) if eta > 0 else 0.0  # h = inf: eta sigma_n
         x = nxt.alpha * p.x0 + math.sqrt(nxt.sigma**2 - s**2) * p.eps
         if z is not None:
             x = x + s * z

@@ -78,5 +78,8 @@ def ancestral_split(sigma_from: float, sigma_to: float, eta: float) -> tuple[flo
     Written as sigma_to^2 (1 - (sigma_to / sigma_from)^2), which takes its limit eta sigma_to
     when a step starts from zero SNR (sigma_from = inf).
     """
+    if sigma_to > sigma_from:
+        raise ValueError("an ancestral step draws noise, so it only denoises: a grid that goes up in noise "
+                         "(inversion) needs a deterministic sampler")
     up = min(sigma_to, eta * sigma_to * math.sqrt(1.0 - (sigma_to / sigma_from) ** 2))
     return math.sqrt(sigma_to**2 - up**2), up

@@ -22,7 +22,7 @@ import torch
 from diffkit.samplers.lincomb import LinComb
 from diffkit.samplers.model_calls import Callback, EpsModel, ModelCalls, Prediction
 from diffkit.samplers.noise import GeneratorArg, check_generator, randn
-from diffkit.samplers.timetable import Point, Step, TimestepsLike, make_steps, points_at_lambda
+from diffkit.samplers.timetable import Grid, Point, Step, TimestepsLike, make_steps, points_at_lambda
 from diffkit.samplers.workspace import Workspace
 from diffkit.schedules.base import Schedule
 
@@ -43,7 +43,7 @@ class SamplerRun:
         eps_model: EpsModel,  # eps(x_t, t, **cond)
         x: torch.Tensor,  # x_T, the caller's: never written
         schedule: Schedule,  # the forward process
-        timesteps: TimestepsLike,  # visited timesteps, strictly decreasing, in [t_min, t_max]
+        timesteps: TimestepsLike | Grid,  # visited timesteps, strictly decreasing, in [t_min, t_max]; or a Grid
         *,
         generator: GeneratorArg = None,  # randomness of the stochastic samplers
         callback: Callback | None = None,  # callback(i, t, x_t, x0) at every visited timestep
@@ -57,6 +57,8 @@ class SamplerRun:
         check_generator(generator, x.shape[0])
         self.name, self.schedule, self.generator, self.callback = name, schedule, generator, callback
         self.steps: tuple[Step, ...] = make_steps(schedule, timesteps)
+        # Noise only on the way down: a stochastic step up in noise is not a sampler's.
+        self.denoising = self.steps[0].to is None or self.steps[0].to.t < self.steps[0].at.t
         self.calls = ModelCalls(name, eps_model, x, cond)
         self.workspace = Workspace()
         self.x_T, self.dtype = x, state_dtype(x)
@@ -88,17 +90,24 @@ class SamplerRun:
 
     def randn(self, dtype: torch.dtype = torch.float32) -> LinComb:
         """A standard-normal draw shaped like x, from ``generator`` exactly as diffusers draws (seed compatible)."""
+        self._check_denoising()
         x = self.x_T
         return LinComb.of(randn(x.shape, self.generator, x.device, dtype, out=self.workspace.empty(x, dtype)))
 
     def noise(self, noise_sampler: NoiseSampler, lam_from: float, lam_to: float) -> LinComb:
         """``noise_sampler(lam_from, lam_to)``, checked: a standard-normal draw shaped like x."""
+        self._check_denoising()
         z = noise_sampler(lam_from, lam_to)
         if not isinstance(z, torch.Tensor) or z.shape != self.x_T.shape or not z.is_floating_point():
             got = f"{z.dtype} {tuple(z.shape)}" if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"{self.name}: noise_sampler must return a float tensor of x's shape "
                              f"{tuple(self.x_T.shape)}, got {got}")
         return LinComb.of(z)
+
+    def _check_denoising(self) -> None:
+        if not self.denoising:
+            raise ValueError(f"{self.name} draws noise, so it only denoises: a grid that goes up in noise "
+                             "(inversion) needs a deterministic sampler")
 
     def finish(self, x: torch.Tensor | LinComb) -> torch.Tensor:
         """The sample as a tensor, after checking that every model output was finite."""
