@@ -4,13 +4,17 @@
     schedule = diffkit.schedules.Linear()
     model = diffkit.models.GaussianMixture.two_d(schedule)
     x0 = diffkit.sample(model, schedule, "dpmpp_2m", steps=20, shape=(1000, 2))
+
+Editing (``diffkit.editing``): ``diffkit.img2img``, ``diffkit.inpaint``, ``diffkit.invert``.
 """
 
-from diffkit import _deprecated, conversions, models, schedules
+from diffkit import _deprecated, conversions, editing, models, schedules
+from diffkit.editing import img2img, inpaint, invert
 from diffkit.samplers import SAMPLERS, sample
 from diffkit.schedules import timesteps
 
-__all__ = ["SAMPLERS", "conversions", "models", "sample", "schedules", "timesteps"]
+__all__ = ["SAMPLERS", "conversions", "editing", "img2img", "inpaint", "invert", "models", "sample", "schedules",
+           "timesteps"]
 __version__ = "0.1.0"
 
 _deprecated.install()  # 0.1 import paths (diffkit.pretrained, ...) keep working, with a warning

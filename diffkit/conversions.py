@@ -23,7 +23,9 @@ to the pair samplers use, x0 = a x + b out and eps = c x + d out
 (:func:`prediction_coefficients`). Only "epsilon" needs alpha > 0 for x0, and only
 "sample" needs sigma > 0 for eps (always true where a model is evaluated); v and
 flow need no division at either end, which is why zero-terminal-SNR and flow
-models predict them. score = grad log p(x_t) = -eps / sigma.
+models predict them. score = grad log p(x_t) = -eps / sigma, so a change of the
+score by g is a change of eps by -sigma g, and of the output by that over d
+(:func:`output_per_eps`): guidance in every prediction type.
 
 ``alpha`` and ``sigma`` may be Python floats or tensors of shape [B]; tensors
 are broadcast over the trailing dimensions of ``x``.
@@ -95,3 +97,25 @@ def v_from_eps(x: torch.Tensor, eps: torch.Tensor, alpha: Scale, sigma: Scale) -
 def score_from_eps(eps: torch.Tensor, sigma: Scale) -> torch.Tensor:
     """Score of the noisy marginal: grad_x log p_t(x) = -eps / sigma."""
     return -eps / per_sample(sigma, eps)
+
+
+def output_per_eps(kind: str, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """d out / d eps at fixed x: how far a model's output moves per unit move of the eps it implies.
+
+    The reciprocal of d in eps = c x + d out (:func:`prediction_coefficients`), per sample
+    (``alpha``, ``sigma``: tensors [B]), in float64:
+
+        epsilon 1,   sample -sigma / alpha,   v_prediction (alpha^2 + sigma^2) / alpha,   flow (alpha + sigma) / alpha
+
+    Where alpha = 0 (zero SNR) the other kinds fix eps = x / sigma whatever the output, so no
+    output change moves eps: the factor is 0 there (x_t holds no signal, and an exact guidance
+    gradient vanishes with alpha anyway).
+    """
+    alpha, sigma = alpha.to(torch.float64), sigma.to(torch.float64)
+    if kind == "epsilon":
+        return torch.ones_like(alpha)
+    numerator = {"sample": -sigma, "v_prediction": alpha * alpha + sigma * sigma, "flow": alpha + sigma}.get(kind)
+    if numerator is None:
+        raise ValueError(f"unknown prediction type {kind!r}; allowed: {', '.join(PREDICTION_TYPES)}")
+    signal = alpha > 0
+    return torch.where(signal, numerator / torch.where(signal, alpha, torch.ones_like(alpha)), torch.zeros_like(alpha))

@@ -20,6 +20,7 @@ CORE = {
     "models": {"schedules", "conversions", "kernels"},
     "unet": {"schedules", "conversions", "kernels", "_deprecated"},
     "samplers": {"schedules", "conversions", "kernels", "progress"},
+    "editing": {"samplers", "schedules", "conversions", "kernels", "progress"},
 }
 FILES = {"io"}
 

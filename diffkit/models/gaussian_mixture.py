@@ -76,6 +76,30 @@ class GaussianMixture:
     def posterior_means(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0*, eps*): E[x0 | x_t = x] and E[eps | x_t = x], in x's dtype."""
         B = x.shape[0]
+        n = self._noisy(x, t)
+        resp = torch.softmax(n["log_joint"], dim=-1)  # [B, K]
+        precision_z = torch.einsum("bke,kde->bkd", n["z"] / n["diag"], n["evecs"])  # C^-1 (x - alpha mu)
+        eps = n["sigma"].view(B, 1) * torch.einsum("bk,bkd->bd", resp, precision_z)
+        shrunk = torch.einsum("bke,kde->bkd", n["evals"] * n["z"] / n["diag"], n["evecs"])  # S C^-1 (x - alpha mu)
+        x0 = torch.einsum("bk,bkd->bd", resp, self.means.to(x.device, x.dtype) + n["alpha"] * shrunk)
+        return x0.reshape(x.shape), eps.reshape(x.shape)
+
+    def log_posterior(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """log p(component k | x_t = x), [B, K]: the exact noise-aware classifier of the components."""
+        return torch.log_softmax(self._noisy(x, t)["log_joint"], dim=-1)
+
+    def classifier_log_prob(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | int) -> torch.Tensor:
+        """log p(y | x_t = x), [B], for component labels ``y`` ([B] or one int): ClassifierGuidance's ``log_prob``.
+
+        With it at scale 1, guidance turns the mixture's eps into component y's exactly
+        (grad log p(x_t) + grad log p(y | x_t) = grad log p(x_t | y)).
+        """
+        y = torch.as_tensor(y, device=x.device).expand(x.shape[0]).long()
+        return self.log_posterior(x, t).gather(1, y.view(-1, 1)).squeeze(1)
+
+    def _noisy(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The noisy mixture at (x, t) in each component's eigenbasis: z = U^T (x - alpha mu), diag = alpha^2 s + sigma^2."""
+        B = x.shape[0]
         dt = x.dtype
         y = x.reshape(B, 1, self.dim)
         alpha = self.schedule.alpha(t).to(device=x.device, dtype=dt).view(B, 1, 1)
@@ -85,13 +109,9 @@ class GaussianMixture:
         diag = alpha**2 * evals + sigma**2  # [B, K, D]
         centred = y - alpha * self.means.to(x.device, dt)  # [B, K, D]
         z = torch.einsum("bkd,kde->bke", centred, evecs)
-        log_prob = torch.log(self.weights.to(x.device, dt)) - 0.5 * ((z * z / diag).sum(-1) + diag.log().sum(-1))
-        resp = torch.softmax(log_prob, dim=-1)  # [B, K]
-        precision_z = torch.einsum("bke,kde->bkd", z / diag, evecs)  # C^-1 (x - alpha mu)
-        eps = sigma.view(B, 1) * torch.einsum("bk,bkd->bd", resp, precision_z)
-        shrunk = torch.einsum("bke,kde->bkd", evals * z / diag, evecs)  # S C^-1 (x - alpha mu)
-        x0 = torch.einsum("bk,bkd->bd", resp, self.means.to(x.device, dt) + alpha * shrunk)
-        return x0.reshape(x.shape), eps.reshape(x.shape)
+        log_joint = torch.log(self.weights.to(x.device, dt)) - 0.5 * ((z * z / diag).sum(-1) + diag.log().sum(-1))
+        return {"alpha": alpha, "sigma": sigma, "evecs": evecs, "evals": evals, "diag": diag, "z": z,
+                "log_joint": log_joint}
 
     def as_model(self, prediction_type: str = "epsilon") -> Predictor:
         """The exact model predicting ``prediction_type`` (epsilon, sample, v_prediction, flow)."""
@@ -131,6 +151,35 @@ class GaussianMixture:
         mu = self.mean()
         d = self.means - mu
         return torch.einsum("k,kde->de", self.weights, self.covariances + d.unsqueeze(2) * d.unsqueeze(1))
+
+    def conditional(self, known: torch.Tensor, x_known: torch.Tensor) -> "GaussianMixture":
+        """The data's law given the coordinates where ``known`` is true: a mixture over the other coordinates.
+
+        ``known`` (bool) and ``x_known`` have the event shape (or [D]). Per component, with
+        K the known and U the unknown coordinates (the Gaussian conditional):
+
+            mu_k' = mu_U + S_UK S_KK^-1 (x_K - mu_K),   S_k' = S_UU - S_UK S_KK^-1 S_KU
+            pi_k' = pi_k N(x_K; mu_K, S_KK) / sum_j pi_j N(x_K; mu_j, S_jj)
+
+        The result's samples are the unknown coordinates in flattened order: the exact answer
+        of inpainting. Weights are floored at 1e-300 (components that far away keep no mass).
+        """
+        known = torch.as_tensor(known, dtype=torch.bool).reshape(-1)
+        x_k = torch.as_tensor(x_known, dtype=torch.float64).reshape(-1)
+        if known.shape != (self.dim,) or x_k.shape != (self.dim,) or bool(known.all()) or not bool(known.any()):
+            raise ValueError(f"known and x_known must hold D={self.dim} values, with some known and some not")
+        K, U = known.nonzero().squeeze(1), (~known).nonzero().squeeze(1)
+        S = self.covariances
+        S_kk, S_uk, S_uu = S[:, K][:, :, K], S[:, U][:, :, K], S[:, U][:, :, U]
+        d = (x_k[K] - self.means[:, K]).unsqueeze(2)  # [K, |K|, 1]
+        gain = torch.linalg.solve(S_kk, S_uk.transpose(1, 2)).transpose(1, 2)  # S_UK S_KK^-1
+        means = self.means[:, U] + (gain @ d).squeeze(2)
+        covariances = S_uu - gain @ S_uk.transpose(1, 2)
+        covariances = (covariances + covariances.transpose(1, 2)) / 2
+        log_w = torch.log(self.weights) - 0.5 * ((d.transpose(1, 2) @ torch.linalg.solve(S_kk, d)).reshape(-1)
+                                                  + torch.logdet(S_kk))
+        weights = torch.softmax(log_w, dim=0).clamp_min(1e-300)
+        return GaussianMixture(self.schedule, weights / weights.sum(), means, covariances)
 
     def assign_modes(self, x0: torch.Tensor) -> torch.Tensor:
         """Index of the most probable component for each sample (under the clean data), [n]."""

@@ -33,8 +33,9 @@ def sample_dpmpp_2s_ancestral(
     eta = check_eta("dpmpp_2s_ancestral", eta)
     run = SamplerRun("dpmpp_2s_ancestral", eps_model, x, schedule, timesteps, generator=generator,
                      callback=callback, cond=cond)
-    splits = [ancestral_split(math.exp(-s.at.lam), math.exp(-s.to.lam), eta) for s in run.steps[:-1]]
-    finite = [s.i for s in run.steps[:-1] if math.isfinite(s.at.lam)]  # the midpoints, looked up in one batch
+    inner = [s for s in run.steps if not s.final]  # every step of a partial run (a Grid with an end)
+    splits = [ancestral_split(math.exp(-s.at.lam), math.exp(-s.to.lam), eta) for s in inner]
+    finite = [s.i for s in inner if math.isfinite(s.at.lam)]  # the midpoints, looked up in one batch
     mid = dict(zip(finite, run.points_at_lambda([(run.steps[i].at.lam - math.log(splits[i][0])) / 2
                                                   for i in finite])))
     for step in run.steps:

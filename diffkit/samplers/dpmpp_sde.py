@@ -36,7 +36,7 @@ def sample_dpmpp_sde(
         noise_sampler = brownian_for(x, schedule, generator)
     # The intermediate points lambda_s = lambda_t + r h of every step, looked up in one batch. A step from
     # zero SNR (lambda_t = -inf, h = inf) has no intermediate point: it is first order (D = x0_t).
-    finite = [s for s in run.steps[:-1] if math.isfinite(s.h)]
+    finite = [s for s in run.steps if not s.final and math.isfinite(s.h)]  # a partial run's last step too
     mid = dict(zip((s.i for s in finite), run.points_at_lambda([s.at.lam + r * s.h for s in finite])))
     for step in run.steps:
         p = run.predict(x, step)

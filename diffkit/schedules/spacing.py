@@ -70,13 +70,7 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho
 
     ``spacing`` defaults to the schedule's own (``schedule.default_spacing``).
     """
-    spacing = schedule.default_spacing if spacing is None else spacing
-    allowed = spacings(schedule)
-    if spacing not in allowed:
-        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(allowed)}")
-    if not (isinstance(rho, (int, float)) and rho > 0):
-        raise ValueError(f"rho must be a number > 0, got {rho!r}")
-    check_positive_int("steps", steps, 1, 1_000_000)
+    spacing = _checked(schedule, steps, spacing, rho)
     native = schedule.native_timesteps(int(steps), spacing)
     if native is not None:
         t = np.asarray(native, dtype=np.float64)
@@ -87,8 +81,47 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho
     return t
 
 
-def _generic(schedule: Schedule, steps: int, spacing: str, rho: float) -> np.ndarray:
-    t_min, t_max = schedule.t_min, schedule.t_max
+def _checked(schedule: Schedule, steps: int, spacing: str | None, rho: float) -> str:
+    """The spacing's name (the schedule's own for None), after checking it, ``steps`` and ``rho``."""
+    spacing = schedule.default_spacing if spacing is None else spacing
+    allowed = spacings(schedule)
+    if spacing not in allowed:
+        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(allowed)}")
+    if not (isinstance(rho, (int, float)) and rho > 0):
+        raise ValueError(f"rho must be a number > 0, got {rho!r}")
+    check_positive_int("steps", steps, 1, 1_000_000)
+    return spacing
+
+
+def timesteps_from(schedule: Schedule, steps: int, spacing: str | None, t_start: float, *,
+                   rho: float = 7.0) -> np.ndarray:
+    """``steps`` timesteps of ``spacing`` starting at ``t_start`` instead of t_max (partial runs: img2img).
+
+    ``karras`` and ``logsnr``: their ramp between sigma_k(t_start) (lambda(t_start)) and t_min.
+    A family's own grids: the full grid mapped affinely in t onto [t_min, t_start], its first
+    point onto t_start (uniform grids stay uniform, flow's shifted grid keeps its shape).
+    t_start = t_max gives :func:`timesteps` exactly (so also "leading"'s start below t_max).
+    ValueError if t_start is outside (t_min, t_max] or too close to t_min for ``steps`` distinct times.
+    """
+    spacing = _checked(schedule, steps, spacing, rho)
+    t_start = float(t_start)
+    if t_start == schedule.t_max:
+        return timesteps(schedule, steps, spacing, rho=rho)
+    if not schedule.t_min < t_start < schedule.t_max:
+        raise ValueError(f"t_start must lie in (t_min, t_max]=({schedule.t_min:g}, {schedule.t_max:g}], got {t_start!r}")
+    if spacing in GENERIC_SPACINGS:  # defined from any t_start below zero SNR too
+        t = _generic(schedule, int(steps), spacing, rho, t_start)
+    else:
+        full, t_min = timesteps(schedule, steps, spacing, rho=rho), schedule.t_min
+        t = t_min + (full - t_min) * ((t_start - t_min) / (full[0] - t_min))
+        t[0] = t_start
+    if steps > 1 and not np.all(np.diff(t) < 0):
+        raise ValueError(f"t_start={t_start:g} is too close to t_min={schedule.t_min:g} for {steps} distinct timesteps")
+    return t
+
+
+def _generic(schedule: Schedule, steps: int, spacing: str, rho: float, t_start: float | None = None) -> np.ndarray:
+    t_min, t_max = schedule.t_min, schedule.t_max if t_start is None else t_start
     lam_hi, lam_lo = float(schedule.lambda_(t_min)), float(schedule.lambda_(t_max))
     if not np.isfinite(lam_lo):
         raise ValueError(f"spacing {spacing!r} spaces sigma_k or lambda between the ends, but "
