@@ -17,6 +17,8 @@ COMMANDS = {
     "train": "train",
     "bench": "bench",
     "generate": "generate",
+    "edit": "edit",
+    "inpaint": "inpaint",
 }
 
 

@@ -3,6 +3,7 @@
     diffkit sample                                  # embedded digits model, dpmpp_2m, 20 steps -> samples.png
     diffkit sample --sampler ddim --steps 50 --label 7 --n 25 --guidance 3 --out sevens.png
     diffkit sample --checkpoint runs/digits.safetensors
+    diffkit sample --guidance 0 --classifier-guidance 4   # the unconditional model, guided by the classifier
 
 Without --label the samples cycle through the classes 0, 1, ..., 9. Prints the
 latency per sample and per step.
@@ -29,6 +30,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="weights (.safetensors; default: the embedded digits model)")
     parser.add_argument("--out", default="samples.png", help="output PNG")
     parser.add_argument("--columns", type=int, default=None, help="grid columns (default: 10, or fewer samples)")
+    parser.add_argument("--classifier-guidance", type=float, default=0.0, metavar="S",
+                        help="classifier guidance scale on top of --guidance (0: none; --guidance 0 guides the "
+                             "unconditional model); the classifier is the shipped noisy-digits one or --classifier")
+    parser.add_argument("--classifier", default=None, help="noise-conditional classifier weights (.safetensors)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,15 +63,37 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--label must be in [0, {num_classes - 1}]; got {args.label}")
     labels = balanced_labels(args.n, num_classes) if args.label is None else torch.full((args.n,), args.label)
 
+    classifier = _classifier(args)
     start = time.perf_counter()
     samples = sample_digits(model, schedule, labels, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                            seed=args.seed, spacing=args.spacing)  # fmt: skip
+                            seed=args.seed, spacing=args.spacing, classifier_guidance=args.classifier_guidance,
+                            classifier=classifier)  # fmt: skip
     seconds = time.perf_counter() - start
     columns = args.columns or min(args.n, num_classes)
     write_png(args.out, image_grid(samples, columns=columns, scale=GRID_SCALE))
     spacing = args.spacing or info.default_spacing
     guided = "no guidance" if args.guidance == 1.0 else f"guidance {args.guidance:g}"
+    if args.classifier_guidance:
+        guided += f", classifier guidance {args.classifier_guidance:g}"
     print(f"{args.n} samples, {info.name}, {args.steps} steps ({spacing} spacing), {guided}: {seconds:.3f} s, "
           f"{1e3 * seconds / args.n:.2f} ms/sample, {1e3 * seconds / args.steps:.1f} ms/step (batch of {args.n})")  # fmt: skip
     print(f"wrote {args.out}")
     return 0
+
+
+def _classifier(args: argparse.Namespace):
+    """The classifier for --classifier-guidance (None without it), checked before any sampling."""
+    import math
+
+    from diffkit.cli import CliError
+
+    if not math.isfinite(args.classifier_guidance):
+        raise CliError(f"--classifier-guidance must be a finite number; got {args.classifier_guidance}")
+    if args.classifier_guidance == 0.0:
+        return None
+    from diffkit.digits.classifier import CLASSIFIER_WEIGHTS, load_classifier
+
+    if args.classifier is None and not CLASSIFIER_WEIGHTS.is_file():
+        raise CliError(f"the shipped classifier {CLASSIFIER_WEIGHTS} is missing; run "
+                       "scripts/train_digits_classifier.sh --ship or pass --classifier")
+    return load_classifier(args.classifier)[0]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from diffkit.digits.data import NUM_CLASSES, load_digits, to_pixels
-from diffkit.models.wrappers import ClassifierFreeGuidance
+from diffkit.models.guidance import ClassifierFreeGuidance, ClassifierGuidance
 from diffkit.samplers import sample
 from diffkit.schedules import Schedule
 
@@ -115,6 +115,32 @@ def balanced_labels(n: int, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     return torch.arange(n) % num_classes
 
 
+def guided_model(model: torch.nn.Module, schedule: Schedule, guidance: float = 1.0, classifier_guidance: float = 0.0,
+                 classifier=None):
+    """The eps-model ``sample_digits`` samples, called with ``y=labels``.
+
+    Classifier-free guidance at scale w = ``guidance``: eps_u + w (eps_c - eps_u) in one batched
+    call; w = 1 is the conditional model alone and w = 0 the unconditional one (the null label),
+    each one network call. Then classifier guidance at ``classifier_guidance`` with ``classifier``
+    (a :class:`~diffkit.digits.classifier.NoisyDigitsClassifier`; default: the shipped one) for
+    the same labels: ``guidance=0`` with it is Dhariwal & Nichol's guided unconditional model.
+    """
+    if guidance == 1.0:
+        eps_model = model
+    elif guidance == 0.0:
+        def eps_model(x, t, y):  # the unconditional branch alone
+            return model(x, t, y=torch.full_like(y, model.null_label))
+    else:
+        eps_model = ClassifierFreeGuidance(model, guidance, uncond={"y": model.null_label})
+    if classifier_guidance == 0.0:
+        return eps_model
+    if classifier is None:
+        from diffkit.digits.classifier import load_classifier
+
+        classifier = load_classifier()[0]
+    return ClassifierGuidance(eps_model, classifier.log_prob, classifier_guidance, schedule)
+
+
 def sample_digits(
     model: torch.nn.Module,
     schedule: Schedule,
@@ -127,14 +153,17 @@ def sample_digits(
     spacing: str | None = None,
     batch_size: int = 500,
     progress: bool = False,
+    classifier_guidance: float = 0.0,
+    classifier=None,
 ) -> torch.Tensor:
     """Class-conditional samples [N, C, H, W] in [-1, 1], one per label, drawn in batches.
 
     ``guidance`` is the classifier-free guidance scale w (eps_u + w (eps_c - eps_u)); w = 1 calls the
     conditional model alone (one network evaluation per step instead of a doubled batch).
+    ``classifier_guidance`` adds classifier guidance at that scale (:func:`guided_model`).
     """
     cfg = model.config
-    eps_model = model if guidance == 1.0 else ClassifierFreeGuidance(model, guidance, uncond={"y": model.null_label})
+    eps_model = guided_model(model, schedule, guidance, classifier_guidance, classifier)
     generator = torch.Generator().manual_seed(seed)
     shape = (cfg.in_channels, cfg.resolution, cfg.resolution)
     out = []
