@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from diffkit.io.pretrained import save_pretrained
 from diffkit.kernels._backend import triton_on
 from diffkit.models import GaussianMixture, exact_sample
 from diffkit.schedules import Cosine, Linear
+from diffkit.unet import UNet, UNetConfig
+
+# A tiny class-conditional digits U-Net: the CLI commands' model in tests (untrained: shapes and plumbing only).
+TINY = UNetConfig(in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                  resolution=8, groups=4, dropout=0.0, num_classes=10)  # fmt: skip
 
 # Import triton (if installed) under TRITON_INTERPRET=1 before any test module can import it
 # otherwise: its own jitted helpers run in the CPU interpreter only when imported that way.
@@ -24,6 +30,15 @@ def linear():
 @pytest.fixture(scope="session")
 def cosine():
     return Cosine()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A pretrained file of the TINY U-Net (seed 0) and the Linear schedule."""
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_pretrained(path, UNet.from_config(TINY), Linear())
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -8,28 +8,15 @@ import torch
 from diffkit.cli import main
 from diffkit.digits.classifier import CLASSIFIER_WEIGHTS
 from diffkit.digits.editing import MASKS, digit_mask
-from diffkit.io.pretrained import save_pretrained
-from diffkit.schedules import Linear
-from diffkit.unet import UNet, UNetConfig
 
 pytest.importorskip("sklearn")  # the held-out digits are the inputs
 
-TINY = UNetConfig(in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                  resolution=8, groups=4, dropout=0.0, num_classes=10)  # fmt: skip
 CELL = 8 * 4 + 1  # a 32x32 digit and its 1-pixel gap
 
 
 def png_size(path):
     data = path.read_bytes()
     return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")  # (height, width) from IHDR
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    torch.manual_seed(0)
-    save_pretrained(path, UNet.from_config(TINY), Linear())
-    return path
 
 
 def test_edit_writes_inputs_and_a_row_per_strength(tiny_weights, tmp_path, capsys):

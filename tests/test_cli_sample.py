@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 from diffkit.cli import main
 from diffkit.io.png import image_grid, png_bytes
@@ -18,8 +19,6 @@ from diffkit.io.pretrained import save_pretrained
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
 
-TINY = UNetConfig(in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                  resolution=8, groups=4, dropout=0.0, num_classes=10)  # fmt: skip
 SCALE = 4  # diffkit.cli.sample.GRID_SCALE: every 8x8 digit is drawn 32x32
 
 
@@ -38,14 +37,6 @@ def decode_png(data: bytes) -> np.ndarray:
     rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, width + 1)
     assert not rows[:, 0].any()  # filter type 0 on every row
     return rows[:, 1:]
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    torch.manual_seed(0)
-    save_pretrained(path, UNet.from_config(TINY), Linear())
-    return path
 
 
 def test_png_round_trip_and_pillow_agree(tmp_path):
