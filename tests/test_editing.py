@@ -294,3 +294,21 @@ def test_partial_runs_of_single_step_samplers_compose(sampler, options, gmm8d, l
     g = gen(2)
     half = fn(gmm8d, x_T, linear, Grid(ts[:3], end=ts[3]), generator=g, **options)
     torch.testing.assert_close(fn(gmm8d, half, linear, ts[3:], generator=g, **options), whole, rtol=1e-12, atol=1e-12)
+
+
+def test_resampling_moves_inpainting_towards_the_exact_conditional():
+    # Known half midway between two components: the exact conditional puts > 99.9% of its mass on one of
+    # them; the replacement method finds it for about half the samples (measured 0.50-0.58 over three
+    # seeds at n = 400), RePaint with 8 resamples for more (0.68-0.70), and halves the mean's error.
+    g = GaussianMixture.random(Linear(), dim=8, components=3, seed=1)
+    known = torch.arange(8) < 4
+    hard = torch.zeros(8, dtype=torch.float64)
+    hard[:4] = 0.5 * (g.means[0, :4] + g.means[1, :4])
+    cond = g.conditional(known, hard)
+    main = int(cond.weights.argmax())
+    found, error = [], []
+    for resample in (1, 8):
+        out = diffkit.inpaint(g, g.schedule, hard.expand(400, 8), known.expand(400, 8), "ddpm", 25, resample, gen(0))
+        found.append(float((cond.assign_modes(out[:, 4:]) == main).double().mean()))
+        error.append(float((out[:, 4:].mean(0) - cond.mean()).norm()))
+    assert cond.weights[main] > 0.999 and found[0] < 0.65 < found[1] and error[1] < error[0] / 1.5
