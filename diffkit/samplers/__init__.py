@@ -36,9 +36,13 @@ from diffkit.samplers.api import sample
 from diffkit.samplers.brownian import BrownianNoise
 from diffkit.samplers.ddim import sample_ddim
 from diffkit.samplers.ddpm import sample_ddpm
+from diffkit.samplers.deis import sample_deis
 from diffkit.samplers.dpmpp_2m import sample_dpmpp_2m
 from diffkit.samplers.dpmpp_2m_sde import sample_dpmpp_2m_sde
+from diffkit.samplers.dpmpp_3m import sample_dpmpp_3m
 from diffkit.samplers.dpmpp_sde import sample_dpmpp_sde
+from diffkit.samplers.ipndm import sample_ipndm
+from diffkit.samplers.unipc import sample_unipc
 from diffkit.samplers.registry import SAMPLERS, SamplerInfo, get_sampler
 
 __all__ = [
@@ -49,7 +53,11 @@ __all__ = [
     "sample",
     "sample_ddim",
     "sample_ddpm",
+    "sample_deis",
     "sample_dpmpp_2m",
     "sample_dpmpp_2m_sde",
+    "sample_dpmpp_3m",
     "sample_dpmpp_sde",
+    "sample_ipndm",
+    "sample_unipc",
 ]

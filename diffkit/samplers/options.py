@@ -8,3 +8,17 @@ def check_eta(name: str, eta: float) -> float:
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
         raise ValueError(f"{name}: eta must be a number in [0, 1], got {eta!r}")
     return float(eta)
+
+
+def check_order(name: str, order: int, highest: int) -> int:
+    """A multistep order: an integer in [1, highest], else ValueError."""
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= highest:
+        raise ValueError(f"{name}: order must be an integer in [1, {highest}], got {order!r}")
+    return order
+
+
+def check_choice(name: str, option: str, value: object, allowed: tuple) -> object:
+    """``value`` if it is one of ``allowed``, else ValueError listing them."""
+    if isinstance(value, bool) is not isinstance(allowed[0], bool) or value not in allowed:
+        raise ValueError(f"{name}: {option} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
