@@ -42,8 +42,8 @@ from diffkit.samplers.dpmpp_2m_sde import sample_dpmpp_2m_sde
 from diffkit.samplers.dpmpp_3m import sample_dpmpp_3m
 from diffkit.samplers.dpmpp_sde import sample_dpmpp_sde
 from diffkit.samplers.ipndm import sample_ipndm
-from diffkit.samplers.unipc import sample_unipc
 from diffkit.samplers.registry import SAMPLERS, SamplerInfo, get_sampler
+from diffkit.samplers.unipc import sample_unipc
 
 __all__ = [
     "SAMPLERS",

@@ -1,4 +1,4 @@
-"""DEIS (Zhang & Chen 2022, "Fast Sampling of Diffusion Models with Exponential Integrator", eq. 14-15)."""
+"""DEIS (Zhang & Chen 2022, "Fast Sampling of Diffusion Models with Exponential Integrator", arXiv:2204.13902)."""
 
 from __future__ import annotations
 
@@ -35,13 +35,18 @@ def sample_deis(eps_model, x, schedule, timesteps, *, generator=None, callback=N
 
         x_n = alpha_n x0_0 + sigma_n eps_0 + sum_{j>=1} w_j (eps_j - eps_0)
 
-    variant "tab" (DEIS's tAB, diff-sampler's ``deis``): the polynomial is in the
-    VP-SDE time tau (:func:`vp_sde_time`). "logrho": in log sigma_k = -lambda, as
-    diffusers' DEISMultistepScheduler (which on the step to its last timestep also
-    lowers the order below 15 steps, and ends at sigma_k(0), not at 0). The polynomial
-    in sigma_k itself (DEIS's rhoAB) is ``ipndm`` with variant "variable". The final
-    step is the data prediction. Equivalences (tested): order 1 is DDIM; a node at
-    zero SNR (tau = inf) leaves the basis. ``generator`` is unused.
+    (DEIS's exponential integrator with polynomial extrapolation of eps, in the
+    variance-exploding variables where its linear part is exact). variant "tab"
+    (DEIS's tAB, diff-sampler's ``deis``): the polynomial is in the VP-SDE time tau
+    (:func:`vp_sde_time`, one function of lambda for every schedule). "logrho": in
+    log sigma_k = -lambda, as diffusers' DEISMultistepScheduler (which also lowers the
+    order on its last two steps below 15 steps, and ends at sigma_k(0), not at 0);
+    at 5-10 NFE it measured 1.1-2x more accurate than "tab". Both are third order
+    (measured 2.98 and 3.00 at 1280 steps). The polynomial in sigma_k itself (DEIS's
+    rhoAB) is ``ipndm`` with variant "variable". The final step is the data
+    prediction. Equivalences (tested): order 1 is DDIM; diff-sampler's deis (tab) and
+    diffusers' DEIS (logrho); a node at zero SNR (tau = inf) leaves the basis, so the
+    step after a zero-SNR start is first order. ``generator`` is unused.
     """
     order = check_order("deis", order, 3)
     variable = VARIABLES[check_choice("deis", "variant", variant, tuple(VARIABLES))]

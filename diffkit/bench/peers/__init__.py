@@ -16,6 +16,7 @@ They come with the ``bench`` extra, k-diffusion separately and without its depen
     pip install -e ".[bench]" && pip install --no-deps k-diffusion==0.1.1.post1
 """
 
+from diffkit.bench.peers.diff_sampler import run_diff_sampler
 from diffkit.bench.peers.diffusers import (
     DIFFUSERS_PEERS,
     diffusers_beta_config,
@@ -34,7 +35,6 @@ from diffkit.bench.peers.diffusers import (
     run_diffusers,
     use_float64_tables,
 )
-from diffkit.bench.peers.diff_sampler import run_diff_sampler
 from diffkit.bench.peers.kdiffusion import (
     KDIFFUSION_PEERS,
     k_diffusion_sampling_path,

@@ -88,7 +88,7 @@ def _deis_tab(i: int, t: Sequence[float], order: int) -> list[float]:
     def basis(j: int, u: float) -> float:
         return math.prod((u - nodes[k]) / (nodes[j] - nodes[k]) for k in range(order) if k != j)
 
-    return [quad(lambda u: dsigma(u) * basis(j, u), tau[i], tau[i + 1], epsabs=0, epsrel=1e-13, limit=200)[0]
+    return [quad(lambda u, j=j: dsigma(u) * basis(j, u), tau[i], tau[i + 1], epsabs=0, epsrel=1e-13, limit=200)[0]
             for j in range(order)]
 
 
