@@ -274,7 +274,8 @@ def zero_snr():
     schedule = Linear(rescale_zero_terminal_snr=True)
     model = GaussianMixture.random(schedule, dim=8, components=3, seed=1).as_model("v_prediction")
     x_T = noise((16, 8), seed=25)
-    exact = {n: exact_sample(model, schedule, x_T, t_end=timesteps(schedule, n, "trailing")[-1])
+    # 1e-8 tolerances: plenty for errors of 1e-3 and up, and 4x faster than the default 1e-10.
+    exact = {n: exact_sample(model, schedule, x_T, t_end=timesteps(schedule, n, "trailing")[-1], rtol=1e-8, atol=1e-8)
              for n in ZERO_SNR_STEPS}
     return schedule, model, x_T, exact
 
