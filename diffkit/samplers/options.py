@@ -19,3 +19,17 @@ def check_nonnegative(name: str, option: str, value: float, *, finite: bool = Tr
         kind = "a finite number" if finite else "a number (inf allowed)"
         raise ValueError(f"{name}: {option} must be {kind} >= 0, got {value!r}")
     return float(value)
+
+
+def check_order(name: str, order: int, highest: int) -> int:
+    """A multistep order: an integer in [1, highest], else ValueError."""
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= highest:
+        raise ValueError(f"{name}: order must be an integer in [1, {highest}], got {order!r}")
+    return order
+
+
+def check_choice(name: str, option: str, value: object, allowed: tuple) -> object:
+    """``value`` if it is one of ``allowed``, else ValueError listing them."""
+    if isinstance(value, bool) is not isinstance(allowed[0], bool) or value not in allowed:
+        raise ValueError(f"{name}: {option} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
