@@ -115,7 +115,7 @@ def test_dpmpp_3m_sde_with_eta0_is_diffusers_dpm_solver_3m(schedule_name, spacin
     lower_order_final=False): the deterministic DPM-Solver++(3M), with float64 tables."""
     schedule = SCHEDULES[schedule_name]
     model, x_T = _model_and_noise(schedule, "8d")
-    ours = diffkit.sample(model, schedule, "dpmpp_3m_sde", steps, x=x_T, spacing=spacing, eta=0.0)
+    ours = diffkit.sample(model, schedule, "dpmpp_3m_sde", steps, x=x_T, spacing=spacing, eta=0.0, variant="published")
     theirs = peers.diffusers_dpmpp_3m_heun(model, schedule, steps, x_T, spacing=spacing, exact_tables=True)
     # DPMSolverMultistepScheduler steps a float32 state (see EXACT_CASES): 1e-5 (measured <= 1e-6).
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
