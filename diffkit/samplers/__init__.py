@@ -30,6 +30,10 @@ Adding a sampler is one file, a registry entry and its tests:
 3. Tests: reference agreement (diffusers / k-diffusion) where the math is the same,
    each docstring equivalence, the empirical order against the exact ODE
    (``tests/test_samplers.py``), and bad options.
+
+Timesteps: ``diffkit.sample`` visits ``steps`` of a spacing (:mod:`diffkit.schedules.spacing`) or an
+explicit grid (``timesteps=``); :mod:`diffkit.samplers.optimize` fits a grid to a model and a
+sampler (``optimize_timesteps``), for any registered deterministic sampler.
 """
 
 from diffkit.samplers.api import sample
@@ -39,13 +43,17 @@ from diffkit.samplers.ddpm import sample_ddpm
 from diffkit.samplers.dpmpp_2m import sample_dpmpp_2m
 from diffkit.samplers.dpmpp_2m_sde import sample_dpmpp_2m_sde
 from diffkit.samplers.dpmpp_sde import sample_dpmpp_sde
+from diffkit.samplers.optimize import GridFit, fit_timesteps, optimize_timesteps
 from diffkit.samplers.registry import SAMPLERS, SamplerInfo, get_sampler
 
 __all__ = [
     "SAMPLERS",
     "BrownianNoise",
+    "GridFit",
     "SamplerInfo",
+    "fit_timesteps",
     "get_sampler",
+    "optimize_timesteps",
     "sample",
     "sample_ddim",
     "sample_ddpm",
