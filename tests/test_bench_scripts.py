@@ -19,7 +19,7 @@ from diffkit.bench.peers import kdiffusion as kdiffusion_peers
 from diffkit.schedules import Linear
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("bench_overhead", "bench_kernels", "bench_end_to_end", "digits_quality", "run_full")
+SCRIPTS = ("bench_overhead", "bench_kernels", "bench_end_to_end", "digits_quality", "run_full", "bench_grids")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

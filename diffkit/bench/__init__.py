@@ -20,6 +20,7 @@ The peers and the stand-alone benchmarks (each run by the script of the same nam
     overhead   per-step sampler overhead, diffkit vs diffusers vs k-diffusion (bench_overhead)
     kernels    the fused Triton kernels against eager, torch.compile and SDPA on a GPU (bench_kernels)
     end_to_end the ddpm_cifar10 U-Net sampled eager, fused and as a CUDA graph on a GPU (bench_end_to_end)
+    grids      fitted time grids (diffkit.optimize_timesteps) against the default spacing (bench_grids)
 
 Every number is measured here, on the machine named in the results (see ``machine``).
 """
