@@ -18,11 +18,11 @@ M being the end node, reached by diffkit's final step x = x0. ``cost`` picks c_j
 - ``"gits_dev"``: GITS's default ``dev`` metric in its coordinates: the difference between the
   step's and the teacher's distances from the chord x_T / alpha_T -> x_end (undefined at zero SNR).
 
-Measured (``diffkit.bench.grids``): on the Gaussian mixtures the coordinates hardly matter and
-``l2`` beats ``dev`` in 24 of 32 (problem, sampler, NFE) cells; on the digits model GITS's
-coordinates weigh the first steps by 1/alpha (~150 at t_max), spend 3 of 5 steps above t = 830
-and lose to Karras spacing (median error 1.6 vs 0.26 at 5 steps with dpmpp_2m), while ``l2``
-beats it (0.21).
+Measured (``benchmarks/results/grids.md``): ``l2`` beats ``gits_dev`` in 34 of 40 (problem,
+sampler, NFE) cells; on the Gaussian mixtures the coordinates hardly matter, but on the digits
+model GITS's weigh the first steps by 1/alpha (~160 at t_max), spend 3 of 5 steps above
+t = 830 and lose to Karras spacing (median error 1.64 vs 0.26 at 5 NFE with dpmpp_2m), while
+``l2`` beats it (0.21).
 
 The dynamic programme, with K = steps transitions from node 0 = t_max:
 
@@ -95,10 +95,10 @@ def dp_path(cost: np.ndarray, steps: int, coeff: float = GITS_COEFF) -> list[int
         total = step + coeff * V[k - 1][None, :]  # [j, i]: first step j -> i, then k-1 more
         choice[k] = np.argmin(total, axis=1)
         V[k] = total[np.arange(M), choice[k]]
+    if not np.isfinite(V[steps][0]):
+        raise ValueError(f"no path of {steps} steps through {M} candidates")
     path, node = [0], 0
     for k in range(steps, 1, -1):
         node = int(choice[k][node])
         path.append(node)
-    if not np.isfinite(V[steps][0]):
-        raise ValueError(f"no path of {steps} steps through {M} candidates")
     return path

@@ -8,12 +8,14 @@ needed), so the same objective is minimised without derivatives:
 
     E(t_1..t_{N-1}) = mean_b || sampler(x_T^b; t_max, t_1, ..., t_{N-1}) - x_end^b ||
 
-by a pattern search on one timestep at a time: t_0 (t_max) stays, each t_k moves by +-step
-in the coordinate u (the candidates' index, interpolated: Karras' sigma_k^(1/7) ramp, so a
-step means the same everywhere on the path) while it stays strictly between its neighbours
-(t_{N-1} may reach t_min), a move is kept only if E drops, and the step halves after a
-sweep without improvement. Every evaluation is one run of the real sampler on the
-calibration batch, so whatever the sampler (multistep history, several stages) the
+by a compass search on one timestep at a time. t_0 (t_max) stays. Each other t_k moves by
++-step_k in the coordinate u (the candidates' index, interpolated: the Karras sigma_k^(1/7)
+ramp, so a step means much the same anywhere on the path), staying strictly between its
+neighbours (t_{N-1} may reach t_min); a move is kept only if E drops, and then its direction
+is tried first next time; step_k starts at half the room to the nearer neighbour and halves
+whenever neither move helps. The sweeps over k repeat until the budget of evaluations is
+spent or every step is below ``MIN_GAP``. Each evaluation is one run of the real sampler on
+the calibration batch, so whatever the sampler (multistep history, several stages) the
 objective is exactly what sampling will do. E never increases.
 """
 

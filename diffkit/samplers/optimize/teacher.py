@@ -1,11 +1,13 @@
 """The teacher: one fine, accurate trajectory from the calibration noise, recorded at candidate timesteps.
 
 As in GITS (Chen et al. 2024, code zju-pi/diff-sampler ``gits-main/gits_utils.py``,
-``get_dp_list``), a high-order solver runs over a dense polynomial grid -- Karras' rho = 7 in
-sigma_k, 61 timestamps -- and every point it visits is a candidate for the coarse grid. Here
-the teacher is any registered deterministic sampler (``dpmpp_2m`` by default) and may take
-``substeps`` steps per candidate interval: a second-order teacher needs about two to reach the
-accuracy of GITS's fourth-order iPNDM at 60 steps (tested on the Gaussian mixtures).
+``get_dp_list``), a high-order solver (there: 4th-order iPNDM) runs over a dense polynomial
+grid -- Karras' rho = 7 in sigma_k, 61 timestamps -- and every point it visits is a candidate
+for the coarse grid. Here the teacher is any registered deterministic sampler (``dpmpp_2m``
+by default, second order) taking ``substeps`` steps per candidate interval. Two cut its error
+about 4x, below what fitted grids reach at 10 NFE (median per-sample error against a
+2000-step solution, 256 samples: 1.6e-3 -> 3.7e-4 on gmm2d-linear, 1.1e-2 -> 2.3e-3 on
+gmm2d-cosine, where a fitted dpmpp_2m grid reaches ~5e-3 at 10 NFE).
 
 The candidates run from t_max to t_min. At zero terminal SNR sigma_k(t_max) = inf, so the
 Karras ramp starts at lambda = ``LAMBDA_CAP`` instead (alpha ~ 5e-5: the one step from pure
