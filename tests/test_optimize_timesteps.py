@@ -1,4 +1,4 @@
-"""diffkit.optimize_timesteps: valid grids everywhere, determinism, a lower calibration objective, GITS's DP, bad input."""
+"""diffkit.optimize_timesteps: valid grids everywhere, determinism, a lower calibration objective, GITS's DP."""
 
 from __future__ import annotations
 

@@ -289,7 +289,8 @@ def test_explicit_timesteps_equal_the_spacing_they_come_from(gmm2d, linear):
 @pytest.mark.parametrize("kwargs, match", [
     ({"timesteps": [999, 500, 500, 0]}, r"timesteps must be strictly decreasing \(no duplicates\)"),
     ({"timesteps": [0, 500, 999]}, "timesteps must be strictly decreasing"),
-    ({"timesteps": [1500, 500, 0]}, r"timesteps must lie in \[t_min, t_max\]=\[0, 999\] for Linear, got range \[0, 1500\]"),
+    ({"timesteps": [1500, 500, 0]},
+     r"timesteps must lie in \[t_min, t_max\]=\[0, 999\] for Linear, got range \[0, 1500\]"),
     ({"timesteps": [999, -1]}, r"must lie in \[t_min, t_max\]=\[0, 999\]"),
     ({"timesteps": [999, float("nan")]}, r"must lie in \[t_min, t_max\]"),
     ({"timesteps": []}, "timesteps must be a non-empty 1-D sequence"),

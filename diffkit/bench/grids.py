@@ -1,4 +1,4 @@
-"""Fitted time grids (``diffkit.optimize_timesteps``) against the default spacing: error at 5-10 NFE, and the fit's cost.
+"""Fitted time grids (``diffkit.optimize_timesteps``) vs the default spacing: error at 5-10 NFE, and the fit's cost.
 
 For each problem, deterministic sampler and NFE, every variant fits a grid on its own calibration
 noise (seed 0) and is measured on a held-out noise (seed 1) by ``median_error``: the median over
@@ -104,9 +104,10 @@ def measure(problem: Problem, samplers: Iterable[str], nfes: Sequence[int] = NFE
                 grid = None
                 if options is not None:
                     start = time.perf_counter()
-                    fit = fit_timesteps(problem.model, problem.schedule, name, steps,
-                                        (problem.calibration, *problem.shape), generator=torch.Generator().manual_seed(0),
-                                        cond=problem.calibration_cond, dtype=problem.dtype, **options)
+                    calibration = (problem.calibration, *problem.shape)
+                    fit = fit_timesteps(problem.model, problem.schedule, name, steps, calibration,
+                                        generator=torch.Generator().manual_seed(0), cond=problem.calibration_cond,
+                                        dtype=problem.dtype, **options)
                     row.update(seconds=time.perf_counter() - start, model_calls=fit.model_calls,
                                objective=fit.objective, start_objective=fit.start_objective)
                     grid = fit.timesteps

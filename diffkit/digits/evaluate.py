@@ -129,9 +129,9 @@ def sample_digits(
     out = []
     with torch.inference_mode():
         for chunk in labels.split(batch_size):
-            x = sample(eps_model, schedule, sampler, None if timesteps is not None else steps, shape=(len(chunk), *shape),
-                       generator=generator, spacing=spacing, cond={"y": chunk}, progress=progress,
-                       timesteps=timesteps)  # fmt: skip
+            x = sample(eps_model, schedule, sampler, None if timesteps is not None else steps,
+                       shape=(len(chunk), *shape), generator=generator, spacing=spacing, cond={"y": chunk},
+                       progress=progress, timesteps=timesteps)  # fmt: skip
             out.append(x.clamp(-1, 1))
     return torch.cat(out)
 

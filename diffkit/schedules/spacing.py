@@ -138,8 +138,9 @@ def _in_lambda(schedule: Schedule, steps: int, spacing: str, rho: float | None) 
     lam_hi, lam_lo = float(schedule.lambda_(schedule.t_min)), float(schedule.lambda_(schedule.t_max))
     if not np.isfinite(lam_lo):
         works = [s for s in spacings(schedule) if s not in ("karras", "logsnr")]
-        raise ValueError(f"spacing {spacing!r} spaces sigma_k or lambda between the ends, but {type(schedule).__name__} "
-                         f"starts at zero SNR (sigma_k = inf at t_max); use one of: {', '.join(works)}")
+        raise ValueError(f"spacing {spacing!r} spaces sigma_k or lambda between the ends, but "
+                         f"{type(schedule).__name__} starts at zero SNR (sigma_k = inf at t_max); "
+                         f"use one of: {', '.join(works)}")
     if spacing == "karras":
         return schedule.t_from_sigma_k(karras_sigmas(np.exp(-lam_hi), np.exp(-lam_lo), steps, rho))
     return schedule.t_from_lambda(np.linspace(lam_lo, lam_hi, steps))

@@ -74,8 +74,9 @@ class GridFit:
     model_calls: int  # all model evaluations, per calibration sample
 
 
-def optimize_timesteps(eps_model, schedule, sampler, steps, shape, *, generator=None, cond=None, **options) -> np.ndarray:
-    """The ``steps`` timesteps fitted for ``sampler`` on ``eps_model`` (see the module docstring; :func:`fit_timesteps`)."""
+def optimize_timesteps(eps_model, schedule, sampler, steps, shape, *, generator=None, cond=None,
+                       **options) -> np.ndarray:
+    """The ``steps`` timesteps fitted for ``sampler`` on ``eps_model`` (the module docstring; :func:`fit_timesteps`)."""
     return fit_timesteps(eps_model, schedule, sampler, steps, shape, generator=generator, cond=cond, **options).timesteps
 
 

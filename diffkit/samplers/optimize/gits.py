@@ -49,7 +49,10 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def _deviation(y: torch.Tensor, start: torch.Tensor, chord: torch.Tensor) -> torch.Tensor:
-    """Per-sample distance of y [..., B, D] from the line through ``start`` along the unit ``chord`` (GITS's cal_deviation)."""
+    """Per-sample distance of y [..., B, D] from the line through ``start`` along the unit ``chord``.
+
+    GITS's ``cal_deviation``.
+    """
     d = y - start
     return (d - (d * chord).sum(-1, keepdim=True) * chord).norm(dim=-1)
 
