@@ -3,6 +3,7 @@
     diffkit sample                                  # embedded digits model, dpmpp_2m, 20 steps -> samples.png
     diffkit sample --sampler ddim --steps 50 --label 7 --n 25 --guidance 3 --out sevens.png
     diffkit sample --checkpoint runs/digits.safetensors
+    diffkit sample --sampler dpmpp_2m --timesteps grid.json      # a grid saved by diffkit.io.timesteps
 
 Without --label the samples cycle through the classes 0, 1, ..., 9. Prints the
 latency per sample and per step.
@@ -26,6 +27,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"classifier-free guidance scale w (1: none; default {DEFAULT_GUIDANCE})")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument("--spacing", default=None, help="timestep spacing (default: the sampler's own)")
+    parser.add_argument("--timesteps", default=None, metavar="FILE.json",
+                        help="an explicit grid (diffkit.io.timesteps, e.g. fitted by diffkit.optimize_timesteps); "
+                             "its length replaces --steps, and it takes no --spacing")  # fmt: skip
     parser.add_argument("--checkpoint", default=None, help="weights (.safetensors; default: the embedded digits model)")
     parser.add_argument("--out", default="samples.png", help="output PNG")
     parser.add_argument("--columns", type=int, default=None, help="grid columns (default: 10, or fewer samples)")
@@ -51,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None and not DIGITS_WEIGHTS.is_file():
         raise CliError(f"the embedded weights {DIGITS_WEIGHTS} are missing; run scripts/train_digits.sh or pass --checkpoint")
     model, schedule = load_pretrained(args.checkpoint)
+    grid = None
+    if args.timesteps is not None:  # the file's grid replaces --steps and --spacing
+        from diffkit.io.timesteps import load_timesteps
+
+        if args.spacing is not None:
+            raise CliError("--timesteps FILE is the grid itself; drop --spacing")
+        grid = load_timesteps(args.timesteps, schedule)
+        args.steps = len(grid)
     num_classes = model.config.num_classes
     if num_classes is None:
         raise CliError("this checkpoint holds an unconditional model; diffkit sample needs a class-conditional one")
@@ -60,11 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     samples = sample_digits(model, schedule, labels, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                            seed=args.seed, spacing=args.spacing)  # fmt: skip
+                            seed=args.seed, spacing=args.spacing, timesteps=grid)  # fmt: skip
     seconds = time.perf_counter() - start
     columns = args.columns or min(args.n, num_classes)
     write_png(args.out, image_grid(samples, columns=columns, scale=GRID_SCALE))
-    spacing = args.spacing or info.default_spacing
+    spacing = args.timesteps if grid is not None else args.spacing or info.default_spacing
     guided = "no guidance" if args.guidance == 1.0 else f"guidance {args.guidance:g}"
     print(f"{args.n} samples, {info.name}, {args.steps} steps ({spacing} spacing), {guided}: {seconds:.3f} s, "
           f"{1e3 * seconds / args.n:.2f} ms/sample, {1e3 * seconds / args.steps:.1f} ms/step (batch of {args.n})")  # fmt: skip

@@ -127,8 +127,11 @@ def sample_digits(
     spacing: str | None = None,
     batch_size: int = 500,
     progress: bool = False,
+    timesteps: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Class-conditional samples [N, C, H, W] in [-1, 1], one per label, drawn in batches.
+
+    ``timesteps`` is an explicit grid (see :func:`diffkit.sample`), in place of ``steps`` and ``spacing``.
 
     ``guidance`` is the classifier-free guidance scale w (eps_u + w (eps_c - eps_u)); w = 1 calls the
     conditional model alone (one network evaluation per step instead of a doubled batch).
@@ -140,8 +143,9 @@ def sample_digits(
     out = []
     with torch.inference_mode():
         for chunk in labels.split(batch_size):
-            x = sample(eps_model, schedule, sampler, steps, shape=(len(chunk), *shape), generator=generator,
-                       spacing=spacing, cond={"y": chunk}, progress=progress)  # fmt: skip
+            x = sample(eps_model, schedule, sampler, None if timesteps is not None else steps,
+                       shape=(len(chunk), *shape), generator=generator, spacing=spacing, cond={"y": chunk},
+                       progress=progress, timesteps=timesteps)  # fmt: skip
             out.append(x.clamp(-1, 1))
     return torch.cat(out)
 

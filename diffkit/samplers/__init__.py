@@ -30,6 +30,10 @@ Adding a sampler is one file, a registry entry and its tests:
 3. Tests: reference agreement (diffusers / k-diffusion) where the math is the same,
    each docstring equivalence, the empirical order against the exact ODE
    (``tests/test_samplers.py``), and bad options.
+
+Timesteps: ``diffkit.sample`` visits ``steps`` of a spacing (:mod:`diffkit.schedules.spacing`) or an
+explicit grid (``timesteps=``); :mod:`diffkit.samplers.optimize` fits a grid to a model and a
+sampler (``optimize_timesteps``), for any registered deterministic sampler.
 """
 
 from diffkit.samplers.api import sample
@@ -47,6 +51,7 @@ from diffkit.samplers.euler import sample_euler
 from diffkit.samplers.euler_ancestral import sample_euler_ancestral
 from diffkit.samplers.heun import sample_heun
 from diffkit.samplers.ipndm import sample_ipndm
+from diffkit.samplers.optimize import GridFit, fit_timesteps, optimize_timesteps
 from diffkit.samplers.registry import SAMPLERS, SamplerInfo, get_sampler
 from diffkit.samplers.timetable import Grid
 from diffkit.samplers.unipc import sample_unipc
@@ -55,8 +60,11 @@ __all__ = [
     "SAMPLERS",
     "BrownianNoise",
     "Grid",
+    "GridFit",
     "SamplerInfo",
+    "fit_timesteps",
     "get_sampler",
+    "optimize_timesteps",
     "sample",
     "sample_ddim",
     "sample_ddpm",

@@ -68,7 +68,7 @@ SAMPLERS: MappingProxyType = MappingProxyType(
                   {"eta": 1.0, "noise_sampler": None}, stochastic=True, evals_per_step=2),
             _info("dpmpp_3m_sde", sample_dpmpp_3m_sde,
                   "DPM-Solver++(3M) SDE: three-step multistep SDE solver; variant exact|published (k-diffusion)",
-                  {"eta": 1.0, "noise_sampler": None, "variant": "exact"}, stochastic=True),
+                  {"eta": 1.0, "noise_sampler": None, "variant": "published"}, stochastic=True),
             _info("dpmpp_3m", sample_dpmpp_3m,
                   "DPM-Solver++(3M) (Lu et al. 2022): 3rd-order multistep; variant exact|published (diffusers)",
                   {"variant": "exact"}),

@@ -161,15 +161,23 @@ class DiscreteVP(Schedule):
         return "trailing" if self.rescale_zero_terminal_snr else "karras"
 
     def native_timesteps(self, steps: int, spacing: str) -> np.ndarray | None:
-        """diffusers' integer grids (see :mod:`diffkit.schedules.spacing`); None for other spacings."""
-        if spacing not in DISCRETE_SPACINGS:
+        """diffusers' integer grids, and ComfyUI's simple and beta on integer timesteps (see
+        :mod:`diffkit.schedules.spacing`); None for other spacings, and for beta where rounding would repeat."""
+        if spacing == "beta":
+            from diffkit.schedules.spacing import beta_fractions  # spacing imports this module
+
+            t = np.rint(beta_fractions(steps) * (self.num_train_timesteps - 1))
+            return t if steps == 1 or np.all(np.diff(t) < 0) else None
+        if spacing not in DISCRETE_SPACINGS + ("simple",):
             return None
         T = self.num_train_timesteps
         if steps > T:
             raise ValueError(f"spacing {spacing!r} visits integer timesteps: steps must be <= T={T}, got {steps}")
+        k = np.arange(steps, dtype=np.float64)
+        if spacing == "simple":  # ComfyUI: sigmas[-(1 + int(k * (T / steps)))], rounding as it rounds
+            return (T - 1) - np.floor(k * (T / steps))
         if steps == T:
             return np.arange(T - 1, -1, -1, dtype=np.float64)
-        k = np.arange(steps, dtype=np.float64)
         if spacing == "leading":
             return (k * (T // steps))[::-1].copy()
         if spacing == "trailing":
