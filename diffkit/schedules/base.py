@@ -24,6 +24,11 @@ import torch
 
 TimeLike = float | np.ndarray | torch.Tensor
 
+# Upper bound on T, checked before any table is built: the tables cost ~32 bytes per timestep, so a
+# stored schedule cannot ask for gigabytes (num_train_timesteps=10**9 in a file's metadata). Trained
+# models use T = 1000 to 4000.
+MAX_TRAIN_TIMESTEPS = 100_000
+
 
 def _to_tensor(value: TimeLike) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
@@ -49,8 +54,8 @@ class Schedule:
 
     def _check_num_train_timesteps(self) -> None:
         T = self.num_train_timesteps
-        if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 2:
-            raise ValueError(f"num_train_timesteps must be an integer >= 2, got {T!r}")
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or not 2 <= T <= MAX_TRAIN_TIMESTEPS:
+            raise ValueError(f"num_train_timesteps must be an integer in [2, {MAX_TRAIN_TIMESTEPS}], got {T!r}")
 
     @cached_property
     def betas(self) -> np.ndarray:

@@ -14,7 +14,14 @@ import numpy as np
 from diffkit.schedules.base import Schedule
 
 
+def _check_real(name: str, field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: {field} must be a real number, got {type(value).__name__} {value!r}")
+
+
 def _check_beta_range(name: str, beta_start: float, beta_end: float) -> None:
+    _check_real(name, "beta_start", beta_start)
+    _check_real(name, "beta_end", beta_end)
     if not (0.0 < beta_start < beta_end < 1.0):
         raise ValueError(
             f"{name}: need 0 < beta_start < beta_end < 1, got beta_start={beta_start!r}, beta_end={beta_end!r}"
@@ -66,6 +73,8 @@ class Cosine(Schedule):
 
     def __post_init__(self) -> None:
         self._check_num_train_timesteps()
+        _check_real("Cosine", "s", self.s)
+        _check_real("Cosine", "max_beta", self.max_beta)
         if not (math.isfinite(self.s) and self.s >= 0):
             raise ValueError(f"Cosine: s must be a finite number >= 0, got {self.s!r}")
         if not (0.0 < self.max_beta < 1.0):

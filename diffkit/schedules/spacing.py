@@ -12,7 +12,10 @@ data (sigma = 0). No duplicates, ever.
 - ``logsnr``   : lambda uniform between lambda(T-1) and lambda(0) (DPM-Solver's "logSNR"), fractional t
 
 The discrete spacings need steps <= T; at steps == T they all return the full
-grid T-1..0. With linspace/trailing the last visited timestep is about T/steps,
+grid T-1..0. Every spacing needs steps <= MAX_STEPS (checked before anything of
+that length is built). "leading" starts at (steps-1) * (T // steps), not at T-1:
+with steps = 1 it would visit only t = 0 and return the starting noise as the
+sample, so that is an error; with few steps it starts low (T/2 at steps = 2). With linspace/trailing the last visited timestep is about T/steps,
 and the final jump from it to the data (one step for every solver) errs by about
 c * sigma_k(T/steps)^2, which tends to c' / steps: every solver is eventually
 first order there, whatever its own order (measured in tests/test_samplers.py).
@@ -28,6 +31,9 @@ from diffkit.schedules.base import Schedule
 
 SPACINGS = ("leading", "trailing", "linspace", "karras", "logsnr")
 DISCRETE_SPACINGS = ("leading", "trailing", "linspace")
+# Upper bound on steps, checked before the arrays (and a sampler's per-step tables, ~150 bytes a step)
+# are built: 100x the 1,000 steps of a full DDPM run.
+MAX_STEPS = 100_000
 
 
 def _discrete(T: int, steps: int, spacing: str) -> np.ndarray:
@@ -53,12 +59,15 @@ def timesteps(schedule: Schedule, steps: int, spacing: str = "karras", *, rho: f
     T = schedule.num_train_timesteps
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be an integer >= 1 and <= {MAX_STEPS}, got {steps!r}")
+    if spacing == "leading" and steps == 1:
+        raise ValueError("spacing 'leading' with steps=1 visits only t=0, so the sample would be the starting "
+                         "noise; use steps >= 2 or another spacing (trailing, linspace, karras, logsnr)")
     if spacing in DISCRETE_SPACINGS and steps > T:
         raise ValueError(f"spacing {spacing!r} visits integer timesteps: steps must be <= T={T}, got {steps}")
-    if not rho > 0:
-        raise ValueError(f"rho must be > 0, got {rho!r}")
+    if isinstance(rho, bool) or not isinstance(rho, (int, float, np.integer, np.floating)) or not 0 < rho < np.inf:
+        raise ValueError(f"rho must be a finite number > 0, got {rho!r}")
     if steps == T and spacing in DISCRETE_SPACINGS:
         return np.arange(T - 1, -1, -1, dtype=np.float64)
     if spacing in DISCRETE_SPACINGS:
