@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -39,3 +41,31 @@ def gmm8d(linear):
 def noise(shape, seed=0, dtype=torch.float64):
     """Standard normal x_T from a fixed seed."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+MEMORY_HEADROOM = 1 << 30  # what a fuzzed input may make diffkit allocate: the bad inputs ask for 8 GB and up
+
+
+@contextlib.contextmanager
+def bounded_memory(headroom: int = MEMORY_HEADROOM):
+    """Cap this process's address space at its current size plus ``headroom`` (Linux), restored on exit.
+
+    Inside, an input that makes diffkit allocate gigabytes fails with MemoryError or torch's
+    "can't allocate memory" RuntimeError instead of swapping the machine to a halt, and a test
+    that accepts only ValueError/TypeError fails on it. Where the cap cannot be set, no cap.
+    """
+    try:
+        import resource
+
+        with open("/proc/self/status") as status:
+            size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = size + headroom if hard == resource.RLIM_INFINITY else min(size + headroom, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
