@@ -9,7 +9,9 @@ them with an unchecked value fails the test, as does any exception escaping ``ma
 from __future__ import annotations
 
 import argparse
+import atexit
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,7 +21,6 @@ from conftest import bounded_memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import diffkit
 from diffkit.cli import build_parser, main
 from diffkit.io.pretrained import save_pretrained
 from diffkit.schedules import Linear
@@ -28,6 +29,7 @@ from diffkit.unet import UNet, UNetConfig
 TINY = UNetConfig(in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
                   resolution=8, groups=4, dropout=0.0, num_classes=10)  # fmt: skip
 ROOT = Path(tempfile.mkdtemp(prefix="diffkit-cli-fuzz-"))  # hypothesis examples cannot use tmp_path
+atexit.register(shutil.rmtree, ROOT, ignore_errors=True)
 (ROOT / "dir.png").mkdir()
 (ROOT / "file").write_text("x")
 (ROOT / "garbage.safetensors").write_bytes(b"garbage")

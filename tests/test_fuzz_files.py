@@ -8,9 +8,11 @@ proportion to a header value would fail there with MemoryError instead of passin
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import io
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,6 +34,7 @@ FUZZ_SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[Heal
 TINY = UNetConfig(in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
                   resolution=8, groups=4, dropout=0.0, num_classes=3)  # fmt: skip
 SCRATCH = Path(tempfile.mkdtemp(prefix="diffkit-fuzz-"))  # hypothesis examples cannot use tmp_path
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 
 def _valid_blob() -> bytes:

@@ -44,7 +44,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
         if unset or "default" in text or not action.option_strings:
             return text
-        default = ",".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else "%(default)s"
+        listed = isinstance(action.default, (list, tuple))
+        default = ",".join(map(str, action.default)).replace("%", "%%") if listed else "%(default)s"
         return f"{text} (default: {default})"
 
 
