@@ -78,7 +78,8 @@ def test_interpolation_is_exact_at_integer_timesteps(s):
 @given(schedules(), st.sampled_from(SPACINGS), st.data())
 def test_timesteps_strictly_decreasing_in_range(s, spacing, data):
     T = s.num_train_timesteps
-    steps = data.draw(st.integers(1, T if spacing in INTEGER_SPACINGS else 2 * T + 10))
+    lowest = 2 if spacing == "leading" else 1  # leading with one step would visit t = 0 alone (refused below)
+    steps = data.draw(st.integers(lowest, T if spacing in INTEGER_SPACINGS else 2 * T + 10))
     ts = timesteps(s, steps, spacing)
     assert ts.shape == (steps,)
     assert np.all(ts >= 0) and np.all(ts <= T - 1)
@@ -116,6 +117,9 @@ def test_add_noise_is_the_forward_process():
         (lambda: Linear(1000, 0.0, 0.02), "0 < beta_start"),
         (lambda: ScaledLinear(1, 1e-4, 0.02), "num_train_timesteps"),
         (lambda: Linear(1.5, 1e-4, 0.02), "num_train_timesteps"),
+        # checked before any table is built: 10**9 timesteps would take ~32 GB of tables
+        (lambda: Linear(10**9), r"num_train_timesteps must be an integer >= 2 and <= 100,000"),
+        (lambda: Cosine(100_001), "num_train_timesteps"),
         (lambda: Cosine(1000, s=-0.1), "s must be"),
         (lambda: Cosine(1000, max_beta=1.0), "max_beta"),
     ],
@@ -156,6 +160,9 @@ def test_tables_reject_betas_outside_open_interval():
         (2.5, "karras", "steps must be an integer >= 1"),
         (1001, "leading", "steps must be <= T"),
         (1001, "linspace", "steps must be <= T"),
+        (1, "leading", "visits only t=0, so the sample would be the starting noise"),
+        (100_001, "karras", r"steps must be an integer >= 1 and <= 100,000"),
+        (True, "karras", "steps must be an integer"),
         (10, "cosine", "unknown spacing 'cosine'; allowed: leading, trailing, linspace, karras, logsnr, "
                        "time_uniform, sgm_uniform, simple, beta"),
         (1001, "simple", "steps must be <= T"),
@@ -250,7 +257,8 @@ TIME_SPACINGS = ("time_uniform", "sgm_uniform", "simple", "beta", "leading", "tr
 @given(T_RANGE, st.sampled_from([Linear, ScaledLinear, Cosine]), st.sampled_from(TIME_SPACINGS), st.data())
 def test_zero_terminal_snr_starts_at_pure_noise_without_repeats(T, family, spacing, data):
     s = family(T, rescale_zero_terminal_snr=True)
-    steps = data.draw(st.integers(1, T if spacing in INTEGER_SPACINGS else 2 * T + 10))
+    lowest = 2 if spacing == "leading" else 1  # leading with one step would visit t = 0 alone (refused)
+    steps = data.draw(st.integers(lowest, T if spacing in INTEGER_SPACINGS else 2 * T + 10))
     ts = timesteps(s, steps, spacing)
     assert ts.shape == (steps,) and np.all(np.diff(ts) < 0) and ts.min() >= 0 and ts.max() <= T - 1
     if spacing != "leading":

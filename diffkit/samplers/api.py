@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ from diffkit.samplers.model_calls import Callback, EpsModel
 from diffkit.samplers.noise import GeneratorArg, randn
 from diffkit.samplers.registry import get_sampler
 from diffkit.samplers.timetable import TimestepsLike, check_timesteps
-from diffkit.schedules.base import Schedule
+from diffkit.schedules.base import Schedule, check_schedule
 from diffkit.schedules.spacing import default_spacing as usable_spacing
 from diffkit.schedules.spacing import timesteps as make_timesteps
 
@@ -31,6 +32,25 @@ def _progress(total: int, inner: Callback | None) -> Callback:
             bar.close()
 
     return callback
+
+
+def _draw_x_T(shape: object, generator: GeneratorArg, device: object, dtype: object) -> torch.Tensor:
+    """x_T ~ N(0, I) of ``shape``, every argument checked first (an allocation failure named too)."""
+    if not (isinstance(shape, (tuple, list, torch.Size)) and shape
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+        raise ValueError(f"shape must be a non-empty tuple of positive integers [B, ...], got {shape!r}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point and not dtype.is_complex):
+        raise TypeError(f"dtype must be a floating-point torch.dtype (float32, float64, ...), got {dtype!r}")
+    try:
+        where = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a device torch knows ({err})") from None
+    try:
+        return randn(tuple(shape), generator, where, dtype)
+    except RuntimeError as err:  # the allocator's "can't allocate memory", a device that is absent
+        size = math.prod(shape) * dtype.itemsize
+        raise ValueError(f"x_T of shape {tuple(shape)} ({size / 2**30:.3g} GiB of {dtype}) could not be made on "
+                         f"{where}: {str(err).splitlines()[0][:200]}") from None
 
 
 def explicit_timesteps(schedule: Schedule, timesteps: TimestepsLike, steps: int | None, spacing: str | None) -> tuple:
@@ -74,6 +94,7 @@ def sample(
     ``device`` and ``dtype`` describe x_T when ``x`` is not given; it is drawn from
     ``generator`` first, as diffusers pipelines do, so seeds carry over.
     """
+    check_schedule(schedule)
     if callable(sampler):
         fn, default_spacing = sampler, "karras"
     else:
@@ -91,9 +112,9 @@ def sample(
     if (x is None) == (shape is None):
         raise ValueError("pass exactly one of x (the starting noise) and shape (to draw it)")
     if x is None:
-        if not all(isinstance(n, int) and n > 0 for n in shape):
-            raise ValueError(f"shape must be positive integers [B, ...], got {shape!r}")
-        x = randn(tuple(shape), generator, torch.device(device or "cpu"), dtype)
+        x = _draw_x_T(shape, generator, device, dtype)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
     if progress:
         callback = _progress(len(ts), callback)
     return fn(eps_model, x, schedule, ts, generator=generator, callback=callback, cond=cond, **options)

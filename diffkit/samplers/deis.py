@@ -50,7 +50,7 @@ def sample_deis(eps_model, x, schedule, timesteps, *, generator=None, callback=N
     """
     order = check_order("deis", order, 3)
     variable = VARIABLES[check_choice("deis", "variant", variant, tuple(VARIABLES))]
-    run = SamplerRun("deis", eps_model, x, schedule, timesteps, callback=callback, cond=cond)
+    run = SamplerRun("deis", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     eps, lams = [], []  # newest first
     for step in run.steps:
         p = run.predict(x, step)

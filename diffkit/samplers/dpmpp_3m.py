@@ -41,7 +41,7 @@ def sample_dpmpp_3m(eps_model, x, schedule, timesteps, *, generator=None, callba
     ``generator`` is unused.
     """
     c = D2_FACTOR[check_choice("dpmpp_3m", "variant", variant, tuple(D2_FACTOR))]
-    run = SamplerRun("dpmpp_3m", eps_model, x, schedule, timesteps, callback=callback, cond=cond)
+    run = SamplerRun("dpmpp_3m", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     x0s, hs = [], []  # newest first: x0 predictions, and the steps in lambda between them
     for step in run.steps:
         p = run.predict(x, step)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from diffkit.samplers.dpmpp_3m import D2_FACTOR
-from diffkit.samplers.options import check_choice, check_eta
+from diffkit.samplers.options import check_choice, check_eta, check_noise_sampler
 from diffkit.samplers.run import SamplerRun
 
 
@@ -35,7 +35,7 @@ def sample_dpmpp_3m_sde(
     1.56 / 0.20 (published) vs 2.00 / 0.31 (exact) on Linear, 7.8 / 2.9 vs 10.6 / 3.9 on Cosine. Noise as ``dpmpp_2m_sde``: float32 draws from ``generator``
     at every step, the final one included, or ``noise_sampler(lambda_t, lambda_n)``.
     """
-    eta = check_eta("dpmpp_3m_sde", eta)
+    eta, noise_sampler = check_eta("dpmpp_3m_sde", eta), check_noise_sampler("dpmpp_3m_sde", noise_sampler)
     c = D2_FACTOR[check_choice("dpmpp_3m_sde", "variant", variant, tuple(D2_FACTOR))]
     run = SamplerRun("dpmpp_3m_sde", eps_model, x, schedule, timesteps, generator=generator, callback=callback,
                      cond=cond)

@@ -48,7 +48,7 @@ def sample_ipndm(eps_model, x, schedule, timesteps, *, generator=None, callback=
     """
     order = check_order("ipndm", order, 4)
     variant = check_choice("ipndm", "variant", variant, VARIANTS)
-    run = SamplerRun("ipndm", eps_model, x, schedule, timesteps, callback=callback, cond=cond)
+    run = SamplerRun("ipndm", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     eps, lams = [], []  # newest first
     for step in run.steps:
         p = run.predict(x, step)

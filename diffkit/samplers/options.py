@@ -33,3 +33,18 @@ def check_choice(name: str, option: str, value: object, allowed: tuple) -> objec
     if isinstance(value, bool) is not isinstance(allowed[0], bool) or value not in allowed:
         raise ValueError(f"{name}: {option} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
     return value
+
+
+def check_fraction(name: str, option: str, value: float) -> float:
+    """``value`` as a float strictly between 0 and 1, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name}: {option} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def check_noise_sampler(name: str, noise_sampler: object) -> object:
+    """``noise_sampler`` if it is None or callable as noise_sampler(lambda_from, lambda_to), else TypeError."""
+    if noise_sampler is not None and not callable(noise_sampler):
+        raise TypeError(f"{name}: noise_sampler must be None or callable as noise_sampler(lambda_from, lambda_to), "
+                        f"got {type(noise_sampler).__name__}")
+    return noise_sampler

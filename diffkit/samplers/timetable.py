@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffkit.schedules.base import Schedule
+from diffkit.schedules.base import Schedule, check_schedule
 
 TimestepsLike = Sequence[float] | np.ndarray | torch.Tensor
 
@@ -85,6 +85,7 @@ class Grid:
 
 def check_timesteps(schedule: Schedule, timesteps: TimestepsLike) -> tuple[float, ...]:
     """Visited timesteps as floats: a non-empty, strictly decreasing 1-D sequence within [t_min, t_max]."""
+    check_schedule(schedule)
     if isinstance(timesteps, Grid):
         return check_grid(schedule, timesteps).t
     if isinstance(timesteps, torch.Tensor):

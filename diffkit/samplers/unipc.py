@@ -39,7 +39,7 @@ def sample_unipc(eps_model, x, schedule, timesteps, *, generator=None, callback=
     order = check_order("unipc", order, 3)
     variant = check_choice("unipc", "variant", variant, VARIANTS)
     corrector = check_choice("unipc", "corrector", corrector, (True, False))
-    run = SamplerRun("unipc", eps_model, x, schedule, timesteps, callback=callback, cond=cond)
+    run = SamplerRun("unipc", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     m, lams, pending = [], [], None  # newest first; pending: what the corrector needs from the last step
     for step in run.steps:
         p = run.predict(x, step)

@@ -120,6 +120,14 @@ class Schedule:
         return alpha * x0 + sigma * noise.to(x0.dtype)
 
 
+def check_schedule(schedule: object) -> Schedule:
+    """``schedule`` if it is a :class:`Schedule`, else TypeError saying what is allowed."""
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a diffkit schedule (e.g. diffkit.schedules.Linear()), "
+                        f"got {type(schedule).__name__}")
+    return schedule
+
+
 def log_alpha_sigma(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log alpha, log sigma) of the variance-preserving process at half log-SNR ``lam``; exact at +-inf.
 

@@ -29,7 +29,10 @@ import torch
 
 from diffkit.schedules.base import Schedule, TimeLike, check_positive_int, like, log_alpha_sigma, to_tensor
 
-MAX_TRAIN_TIMESTEPS = 1_000_000  # tables are T float64 values; beyond this a typo, not a schedule
+# Upper bound on T, checked before any table is built: the tables cost ~32 bytes per timestep, so a
+# stored schedule cannot ask for gigabytes (num_train_timesteps=10**9 in a file's metadata). Trained
+# models use T = 1000 to 4000.
+MAX_TRAIN_TIMESTEPS = 100_000
 DISCRETE_SPACINGS = ("leading", "trailing", "linspace")
 
 
@@ -170,6 +173,9 @@ class DiscreteVP(Schedule):
             return t if steps == 1 or np.all(np.diff(t) < 0) else None
         if spacing not in DISCRETE_SPACINGS + ("simple",):
             return None
+        if spacing == "leading" and steps == 1:
+            raise ValueError("spacing 'leading' with steps=1 visits only t=0, so the sample would be the starting "
+                             "noise; use steps >= 2 or another spacing (trailing, linspace, karras, logsnr)")
         T = self.num_train_timesteps
         if steps > T:
             raise ValueError(f"spacing {spacing!r} visits integer timesteps: steps must be <= T={T}, got {steps}")
@@ -185,7 +191,14 @@ class DiscreteVP(Schedule):
         return np.round(np.linspace(0, T - 1, steps + 1))[::-1][:-1].copy()
 
 
+def _check_real(name: str, field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: {field} must be a real number, got {type(value).__name__} {value!r}")
+
+
 def _check_beta_range(name: str, beta_start: float, beta_end: float) -> None:
+    _check_real(name, "beta_start", beta_start)
+    _check_real(name, "beta_end", beta_end)
     if not (0.0 < beta_start < beta_end < 1.0):
         raise ValueError(
             f"{name}: need 0 < beta_start < beta_end < 1, got beta_start={beta_start!r}, beta_end={beta_end!r}"
@@ -240,6 +253,8 @@ class Cosine(DiscreteVP):
 
     def __post_init__(self) -> None:
         self._check_num_train_timesteps()
+        _check_real("Cosine", "s", self.s)
+        _check_real("Cosine", "max_beta", self.max_beta)
         if not (math.isfinite(self.s) and self.s >= 0):
             raise ValueError(f"Cosine: s must be a finite number >= 0, got {self.s!r}")
         if not (0.0 < self.max_beta < 1.0):

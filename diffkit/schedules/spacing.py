@@ -59,13 +59,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffkit.schedules.base import Schedule, check_positive_int
+from diffkit.schedules.base import Schedule, check_positive_int, check_schedule
 from diffkit.schedules.discrete import DISCRETE_SPACINGS
 
 GENERIC_SPACINGS = ("karras", "logsnr", "time_uniform", "sgm_uniform", "simple", "beta")  # every schedule
 SPACINGS = DISCRETE_SPACINGS + GENERIC_SPACINGS
 DEFAULT_RHO = {"karras": 7.0, "time_uniform": 1.0}  # the spacings with a rho, and its default
 BETA_SHAPE = (0.6, 0.6)  # ComfyUI's beta_scheduler defaults (alpha, beta)
+# Upper bound on steps, checked before the arrays (and a sampler's per-step tables, ~150 bytes a step)
+# are built: 100x the 1,000 steps of a full DDPM run.
+MAX_STEPS = 100_000
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> np.ndarray:
@@ -109,6 +112,7 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho
     ``spacing`` defaults to the schedule's own (``schedule.default_spacing``); ``rho`` applies to
     karras (default 7) and time_uniform (default 1).
     """
+    check_schedule(schedule)
     spacing = schedule.default_spacing if spacing is None else spacing
     allowed = spacings(schedule)
     if spacing not in allowed:
@@ -118,7 +122,7 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho
     rho = DEFAULT_RHO.get(spacing) if rho is None else rho
     if rho is not None and (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < np.inf):
         raise ValueError(f"rho must be a finite number > 0, got {rho!r}")
-    check_positive_int("steps", steps, 1, 1_000_000)
+    check_positive_int("steps", steps, 1, MAX_STEPS)
     native = schedule.native_timesteps(int(steps), spacing)
     if native is not None:
         t = np.asarray(native, dtype=np.float64)
