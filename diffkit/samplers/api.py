@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from diffkit.progress import ProgressBar
@@ -42,7 +43,7 @@ def _draw_x_T(shape: object, generator: GeneratorArg, device: object, dtype: obj
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point and not dtype.is_complex):
         raise TypeError(f"dtype must be a floating-point torch.dtype (float32, float64, ...), got {dtype!r}")
     try:
-        where = torch.device("cpu" if device is None else device)
+        where = torch.device("cpu" if device is None else device)  # type: ignore[call-overload]
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device {device!r} is not a device torch knows ({err})") from None
     try:
@@ -104,6 +105,7 @@ def sample(
             allowed = ", ".join(info.options) or "none"
             raise ValueError(f"sampler {info.name!r} has no option(s) {', '.join(unknown)}; allowed: {allowed}")
         fn, default_spacing = info.fn, info.default_spacing
+    ts: np.ndarray | tuple[float, ...]
     if timesteps is None:
         ts = make_timesteps(schedule, DEFAULT_STEPS if steps is None else steps,
                             spacing or usable_spacing(schedule, default_spacing))

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from diffkit.samplers.lincomb import LinComb
 from diffkit.samplers.multistep import eps_adams_update, eps_adams_weights
 from diffkit.samplers.options import check_choice, check_order
 from diffkit.samplers.run import SamplerRun
@@ -51,7 +52,8 @@ def sample_deis(eps_model, x, schedule, timesteps, *, generator=None, callback=N
     order = check_order("deis", order, 3)
     variable = VARIABLES[check_choice("deis", "variant", variant, tuple(VARIABLES))]
     run = SamplerRun("deis", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
-    eps, lams = [], []  # newest first
+    eps: list[LinComb] = []  # newest first
+    lams: list[float] = []
     for step in run.steps:
         p = run.predict(x, step)
         if step.final:  # to the data (sigma = 0): the data prediction

@@ -29,7 +29,7 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
             x = p.x0
             continue
         now, nxt, h = step.at, step.to, step.h
-        if x0_prev is None:
+        if x0_prev is None or h_prev is None:
             D = p.x0
         else:
             r = h_prev / h

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from diffkit.samplers.lincomb import LinComb
 from diffkit.samplers.options import check_choice
 from diffkit.samplers.run import SamplerRun
 
@@ -42,7 +43,8 @@ def sample_dpmpp_3m(eps_model, x, schedule, timesteps, *, generator=None, callba
     """
     c = D2_FACTOR[check_choice("dpmpp_3m", "variant", variant, tuple(D2_FACTOR))]
     run = SamplerRun("dpmpp_3m", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
-    x0s, hs = [], []  # newest first: x0 predictions, and the steps in lambda between them
+    x0s: list[LinComb] = []  # newest first: x0 predictions,
+    hs: list[float] = []  # and the steps in lambda between them
     for step in run.steps:
         p = run.predict(x, step)
         if step.final:  # to the data (sigma = 0): first order, the data prediction

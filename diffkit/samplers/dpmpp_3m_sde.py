@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from diffkit.samplers.dpmpp_3m import D2_FACTOR
+from diffkit.samplers.lincomb import LinComb
 from diffkit.samplers.options import check_choice, check_eta, check_noise_sampler
 from diffkit.samplers.run import SamplerRun
 
@@ -39,7 +40,7 @@ def sample_dpmpp_3m_sde(
     c = D2_FACTOR[check_choice("dpmpp_3m_sde", "variant", variant, tuple(D2_FACTOR))]
     run = SamplerRun("dpmpp_3m_sde", eps_model, x, schedule, timesteps, generator=generator, callback=callback,
                      cond=cond)
-    history = []  # (x0, h) of the previous finite steps, newest first
+    history: list[tuple[LinComb, float]] = []  # (x0, h) of the previous finite steps, newest first
     for step in run.steps:
         p = run.predict(x, step)
         z = run.randn() if noise_sampler is None and eta > 0 else None  # drawn on the final step too (seeds)

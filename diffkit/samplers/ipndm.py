@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from diffkit.samplers.lincomb import LinComb
 from diffkit.samplers.multistep import eps_adams_update, eps_adams_weights
 from diffkit.samplers.options import check_choice, check_order
 from diffkit.samplers.run import SamplerRun
@@ -49,7 +50,8 @@ def sample_ipndm(eps_model, x, schedule, timesteps, *, generator=None, callback=
     order = check_order("ipndm", order, 4)
     variant = check_choice("ipndm", "variant", variant, VARIANTS)
     run = SamplerRun("ipndm", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
-    eps, lams = [], []  # newest first
+    eps: list[LinComb] = []  # newest first
+    lams: list[float] = []
     for step in run.steps:
         p = run.predict(x, step)
         if step.final:  # to the data (sigma = 0): the data prediction

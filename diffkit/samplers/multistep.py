@@ -88,12 +88,12 @@ def unipc_rhos(r: Sequence[float], h: float, B: float, order: int) -> tuple[list
     """
     nodes = np.append(np.asarray(r, dtype=np.float64), 1.0)
     R = np.vander(nodes, order, increasing=True).T
-    b, h_phi, factorial = [], math.expm1(-h) / -h - 1.0, 1.0
+    terms, h_phi, factorial = [], math.expm1(-h) / -h - 1.0, 1.0
     for i in range(1, order + 1):
-        b.append(h_phi * factorial / B)
+        terms.append(h_phi * factorial / B)
         factorial *= i + 1
         h_phi = h_phi / -h - 1.0 / factorial
-    b = np.asarray(b)
+    b = np.asarray(terms)
     rho_p = [0.5] if order == 2 else np.linalg.solve(R[:-1, :-1], b[:-1]).tolist() if order > 2 else []
     rho_c = [0.5] if order == 1 else np.linalg.solve(R, b).tolist()
     return rho_p, rho_c

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import TypeVar, cast
+
+
+C = TypeVar("C")  # an option's type: str, bool, ...
 
 
 def check_eta(name: str, eta: float) -> float:
@@ -28,11 +32,11 @@ def check_order(name: str, order: int, highest: int) -> int:
     return order
 
 
-def check_choice(name: str, option: str, value: object, allowed: tuple) -> object:
+def check_choice(name: str, option: str, value: object, allowed: tuple[C, ...]) -> C:
     """``value`` if it is one of ``allowed``, else ValueError listing them."""
     if isinstance(value, bool) is not isinstance(allowed[0], bool) or value not in allowed:
         raise ValueError(f"{name}: {option} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
+    return cast(C, value)
 
 
 def check_fraction(name: str, option: str, value: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from diffkit.samplers.lincomb import LinComb
 from diffkit.samplers.multistep import unipc_rhos
 from diffkit.samplers.options import check_choice, check_order
 from diffkit.samplers.run import SamplerRun
@@ -40,7 +41,9 @@ def sample_unipc(eps_model, x, schedule, timesteps, *, generator=None, callback=
     variant = check_choice("unipc", "variant", variant, VARIANTS)
     corrector = check_choice("unipc", "corrector", corrector, (True, False))
     run = SamplerRun("unipc", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
-    m, lams, pending = [], [], None  # newest first; pending: what the corrector needs from the last step
+    m: list[LinComb] = []  # newest first
+    lams: list[float] = []
+    pending = None  # what the corrector needs from the last step
     for step in run.steps:
         p = run.predict(x, step)
         x = p.x

@@ -27,7 +27,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from diffkit.schedules.base import Schedule, TimeLike, check_positive_int, like, log_alpha_sigma, to_tensor
+from diffkit.schedules.base import Schedule, TimeT, check_positive_int, like, log_alpha_sigma, to_tensor
 
 # Upper bound on T, checked before any table is built: the tables cost ~32 bytes per timestep, so a
 # stored schedule cannot ask for gigabytes (num_train_timesteps=10**9 in a file's metadata). Trained
@@ -106,7 +106,7 @@ class DiscreteVP(Schedule):
 
     # -- the contract ------------------------------------------------------------------
 
-    def lambda_(self, t: TimeLike) -> TimeLike:
+    def lambda_(self, t: TimeT) -> TimeT:
         """Half log-SNR lambda(t) = -log sigma_k(t), by the interpolation rule of the module docstring."""
         tt = to_tensor(t)
         table = self._log_sigma_k.to(tt.device)
@@ -123,19 +123,19 @@ class DiscreteVP(Schedule):
             outer = torch.log(alpha) - 0.5 * torch.log1p(-alpha * alpha)
         return like(torch.where(last, outer, inner), t)
 
-    def alpha(self, t: TimeLike) -> TimeLike:
+    def alpha(self, t: TimeT) -> TimeT:
         """alpha(t) = sqrt(sigmoid(2 lambda)); exactly 0 at T-1 with zero terminal SNR."""
         return like(log_alpha_sigma(to_tensor(self.lambda_(to_tensor(t))))[0].exp(), t)
 
-    def sigma(self, t: TimeLike) -> TimeLike:
+    def sigma(self, t: TimeT) -> TimeT:
         """sigma(t) = sqrt(1 - abar(t)) = sqrt(sigmoid(-2 lambda)), accurate at both ends."""
         return like(log_alpha_sigma(to_tensor(self.lambda_(to_tensor(t))))[1].exp(), t)
 
-    def abar(self, t: TimeLike) -> TimeLike:
+    def abar(self, t: TimeT) -> TimeT:
         """abar(t) = alpha_t^2 = sigmoid(2 lambda)."""
         return like(torch.sigmoid(2.0 * to_tensor(self.lambda_(to_tensor(t)))), t)
 
-    def t_from_lambda(self, lam: TimeLike) -> TimeLike:
+    def t_from_lambda(self, lam: TimeT) -> TimeT:
         """Inverse of :meth:`lambda_`, clamped to [0, T-1]."""
         ls = -to_tensor(lam)
         table = self._log_sigma_k.to(ls.device)
@@ -150,7 +150,7 @@ class DiscreteVP(Schedule):
             t = torch.where(ls > finite[-1], (T - 2) + (1.0 - alpha / self._last_alpha).clamp(0, 1), t)
         return like(t, lam)
 
-    def t_from_sigma(self, sigma: TimeLike) -> TimeLike:
+    def t_from_sigma(self, sigma: TimeT) -> TimeT:
         """Inverse of :meth:`sigma` (sigma in (0, 1]), clamped to [0, T-1]."""
         s = to_tensor(sigma)
         lam = 0.5 * torch.log1p(-s * s) - torch.log(s)

@@ -135,7 +135,9 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho
 
 
 def _generic(schedule: Schedule, steps: int, spacing: str, rho: float | None) -> np.ndarray:
+    """The generic spacings; ``rho`` is set (its default filled in) exactly for the spacings that take one."""
     t_min, t_max = schedule.t_min, schedule.t_max
+    rho = DEFAULT_RHO.get(spacing, 1.0) if rho is None else rho
     if spacing in ("karras", "logsnr"):
         t = _in_lambda(schedule, steps, spacing, rho)
     elif spacing == "time_uniform":
@@ -156,7 +158,7 @@ def _generic(schedule: Schedule, steps: int, spacing: str, rho: float | None) ->
     return t
 
 
-def _in_lambda(schedule: Schedule, steps: int, spacing: str, rho: float | None) -> np.ndarray:
+def _in_lambda(schedule: Schedule, steps: int, spacing: str, rho: float) -> np.ndarray:
     lam_hi, lam_lo = float(schedule.lambda_(schedule.t_min)), float(schedule.lambda_(schedule.t_max))
     if not np.isfinite(lam_lo):
         works = [s for s in spacings(schedule) if s not in ("karras", "logsnr")]
