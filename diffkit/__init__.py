@@ -10,11 +10,11 @@ Editing (``diffkit.editing``): ``diffkit.img2img``, ``diffkit.inpaint``, ``diffk
 
 from diffkit import _deprecated, conversions, editing, models, schedules
 from diffkit.editing import img2img, inpaint, invert
-from diffkit.samplers import SAMPLERS, sample
+from diffkit.samplers import SAMPLERS, optimize_timesteps, sample
 from diffkit.schedules import timesteps
 
-__all__ = ["SAMPLERS", "conversions", "editing", "img2img", "inpaint", "invert", "models", "sample", "schedules",
-           "timesteps"]
+__all__ = ["SAMPLERS", "conversions", "editing", "img2img", "inpaint", "invert", "models", "optimize_timesteps",
+           "sample", "schedules", "timesteps"]
 __version__ = "0.1.0"
 
 _deprecated.install()  # 0.1 import paths (diffkit.pretrained, ...) keep working, with a warning

@@ -45,19 +45,20 @@ def test_sample_with_classifier_guidance(tiny_weights, tmp_path, capsys):
 @pytest.mark.parametrize(
     "command, extra, message",
     [
-        ("edit", ["--strength", "0"], "strength must be a number in (0, 1]"),
-        ("edit", ["--strength", "0.5", "1.2"], "strength must be a number in (0, 1]"),
+        ("edit", ["--strength", "0"], "--strength: expected a finite number in (0, 1]"),
+        ("edit", ["--strength", "0.5", "1.2"], "--strength: expected a finite number in (0, 1]"),
         ("edit", ["--label", "10"], "--label must be in [0, 9]"),
-        ("edit", ["--n", "0"], "n must be in [1, 297]"),
+        ("edit", ["--n", "0"], "--n: expected an integer in [1, 297]"),
         ("edit", ["--out", "e.jpg"], "--out must end in .png"),
         ("edit", ["--sampler", "nope"], "unknown sampler 'nope'"),
         ("inpaint", ["--mask", "diagonal"], "mask must be one of top, bottom"),
         ("inpaint", ["--mask", "01" * 31], "64 characters 0/1"),
-        ("inpaint", ["--resample", "0"], "resample must be an integer >= 1"),
-        ("inpaint", ["--steps", "0"], "--steps must be >= 1"),
+        ("inpaint", ["--resample", "0"], "--resample: expected an integer in [1, 100]"),
+        ("inpaint", ["--steps", "0"], "--steps: expected an integer in [1, 100000]"),
         ("inpaint", ["--label", "-1"], "--label must be in [0, 9]"),
-        ("sample", ["--classifier-guidance", "inf"], "--classifier-guidance must be a finite number"),
+        ("sample", ["--classifier-guidance", "inf"], "--classifier-guidance: expected a finite number"),
         ("sample", ["--classifier-guidance", "1", "--classifier", "/nonexistent/c.safetensors"], "no such weight file"),
+        ("sample", ["--classifier", "c.safetensors"], "--classifier is used by --classifier-guidance S"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(command, extra, message, tiny_weights, tmp_path, capsys):

@@ -4,38 +4,45 @@ from __future__ import annotations
 
 import argparse
 
+from diffkit.cli.args import MAX_SEED, CliError, integer, real, require_suffix, same_file
+
+HELDOUT = 297  # held-out digits (diffkit.digits.data: 1,797 - 1,500)
 GRID_SCALE = 4  # each 8x8 digit becomes 32x32 pixels in the PNG, as in ``diffkit sample``
 
 
 def add_common(parser: argparse.ArgumentParser, out: str) -> None:
-    parser.add_argument("--n", type=int, default=10, help="inputs: the first N held-out digits")
-    parser.add_argument("--sampler", default="dpmpp_2m", help="a registered sampler (see `diffkit samplers`)")
-    parser.add_argument("--steps", type=int, default=20, help="sampler steps")
-    parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale w with a label")
-    parser.add_argument("--seed", type=int, default=0, help="seed of all noise")
+    from diffkit.samplers import SAMPLERS
+    from diffkit.schedules.spacing import MAX_STEPS
+
+    parser.add_argument("--n", type=integer(1, HELDOUT), default=10, help="inputs: the first N held-out digits")
+    parser.add_argument("--sampler", default="dpmpp_2m", help=f"one of {', '.join(SAMPLERS)}")
+    parser.add_argument("--steps", type=integer(1, MAX_STEPS), default=20, help="sampler steps")
+    parser.add_argument("--guidance", type=real(), default=2.0, help="classifier-free guidance scale w with a label")
+    parser.add_argument("--seed", type=integer(0, MAX_SEED), default=0, help="seed of all noise")
     parser.add_argument("--checkpoint", default=None, help="weights (.safetensors; default: the embedded digits model)")
     parser.add_argument("--out", default=out, help="output PNG")
 
 
 def load(args: argparse.Namespace):
     """(unet, schedule, images, labels) after checking the common flags; CliError/ValueError otherwise."""
-    from diffkit.cli import CliError
     from diffkit.digits.editing import heldout_inputs
     from diffkit.digits.pretrained import DIGITS_WEIGHTS, load_pretrained
+    from diffkit.io.tensorfile import check_writable
     from diffkit.samplers.registry import get_sampler
 
     get_sampler(args.sampler)  # ValueError listing the samplers
-    if args.steps < 1:
-        raise CliError(f"--steps must be >= 1; got {args.steps}")
-    if not args.out.lower().endswith(".png"):
-        raise CliError(f"--out must end in .png; got {args.out}")
+    require_suffix("--out", args.out, [".png"])
+    check_writable(args.out)
+    checkpoint = DIGITS_WEIGHTS if args.checkpoint is None else args.checkpoint
+    if same_file(args.out, checkpoint):
+        raise CliError(f"--out {args.out} is the checkpoint being read; write the PNG elsewhere")
     if args.checkpoint is None and not DIGITS_WEIGHTS.is_file():
-        raise CliError(f"the embedded weights {DIGITS_WEIGHTS} are missing; run scripts/train_digits.sh or pass --checkpoint")
+        raise CliError(f"the embedded weights {DIGITS_WEIGHTS} are missing; reinstall diffkit or pass --checkpoint")
     try:
         images, labels = heldout_inputs(args.n)
     except ModuleNotFoundError as err:
         raise CliError(str(err)) from err
-    model, schedule = load_pretrained(args.checkpoint)
+    model, schedule = load_pretrained(checkpoint)
     if model.config.num_classes is None:
         raise CliError("this checkpoint holds an unconditional model; the digits commands need a class-conditional one")
     label = getattr(args, "label", None)
