@@ -3,6 +3,7 @@
     diffkit train --preset digits_small --steps 4000 --out runs/digits.safetensors \
         --checkpoint runs/digits_ckpt.safetensors --checkpoint-every 250
     diffkit train ... --resume          # continue exactly where the checkpoint stopped
+    diffkit train --objective flow ...  # rectified flow (velocity target) on the FlowMatch schedule
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import sys
 import time
 
 DATASETS = ("digits",)
-SCHEDULE_NAMES = ("linear", "cosine")
+SCHEDULE_NAMES = ("linear", "cosine", "flow")
+OBJECTIVE_SCHEDULES = {"ddpm": "linear", "flow": "flow", "flow_uniform": "flow"}  # each objective's default schedule
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="digits", choices=DATASETS, help="training data (the 1,500-image train split)")
     parser.add_argument("--preset", default="digits_small", help="U-Net preset (diffkit.unet.PRESETS)")
-    parser.add_argument("--schedule", default="linear", choices=SCHEDULE_NAMES, help="noise schedule, T=1000")
+    parser.add_argument("--objective", default="ddpm", choices=tuple(OBJECTIVE_SCHEDULES),
+                        help="loss (diffkit.digits.objectives): ddpm (eps target) or flow (velocity target)")
+    parser.add_argument("--schedule", default=None, choices=SCHEDULE_NAMES,
+                        help="noise schedule, T=1000 (default: linear for ddpm, flow (FlowMatch) for flow)")
     parser.add_argument("--steps", type=int, default=4000, help="total optimisation steps")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate after warm-up")
@@ -35,14 +40,17 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from diffkit.cli import CliError
     from diffkit.digits.data import load_digits
     from diffkit.io.pretrained import save_pretrained
-    from diffkit.schedules import Cosine, Linear
+    from diffkit.digits.objectives import get_objective
     from diffkit.digits.train import TrainOptions, train
-    from diffkit.unet import PRESETS, build_unet
+    from diffkit.schedules import Cosine, FlowMatch, Linear
+    from diffkit.unet import PRESETS, UNet
 
     if args.preset not in PRESETS:
         raise CliError(f"unknown preset {args.preset!r}; allowed: {sorted(PRESETS)}")
@@ -57,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:
         raise CliError(str(err)) from err
     torch.manual_seed(args.seed)  # the initialisation; training itself reseeds from --seed
-    model = build_unet(args.preset)
+    config = dataclasses.replace(PRESETS[args.preset], prediction_type=get_objective(args.objective).prediction_type)
+    model = UNet.from_config(config)  # the file it is saved to says what it predicts
     if model.config.num_classes is None:
         raise CliError(f"preset {args.preset!r} is unconditional; the digits trainer needs a class-conditional one")
-    schedule = Linear() if args.schedule == "linear" else Cosine()
+    schedules = {"linear": Linear, "cosine": Cosine, "flow": FlowMatch}
+    schedule = schedules[args.schedule or OBJECTIVE_SCHEDULES[args.objective]]()
     options = TrainOptions(
         batch_size=args.batch_size,
         lr=args.lr,
@@ -70,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
         label_dropout=args.label_dropout,
         null_label=model.null_label,
         seed=args.seed,
+        objective=args.objective,
     )
     params = sum(p.numel() for p in model.parameters())
-    print(f"training {args.preset} ({params:,} parameters) on {len(data)} digits, {args.steps} steps, "
+    print(f"training {args.preset} ({params:,} parameters, {args.objective} objective, {type(schedule).__name__}) "
+          f"on {len(data)} digits, {args.steps} steps, "
           f"{torch.get_num_threads()} threads", file=sys.stderr)
     start = time.perf_counter()
     result = train(
