@@ -2,12 +2,12 @@
 
 Each step draws x0 from the data, then a time t and noise eps as the objective says
 (:mod:`diffkit.digits.objectives`: ``ddpm``, t ~ U{0, ..., T-1} and target eps, Ho et al.
-2020, Algorithm 1; ``flow``, sigma ~ logit-normal and target eps - x0, rectified flow),
-forms x_t = alpha_t x0 + sigma_t eps with ``schedule.add_noise`` and minimises
-||target - model(x_t, t)||^2 with AdamW (linear learning-rate warm-up,
-gradient-norm clipping). The objective is the only difference: the loop, EMA,
-checkpoints and resume are shared, and the model must say it predicts the
-objective's target (its ``prediction_type``, "epsilon" when it has none). An exponential moving average (EMA) of the weights is
+2020, Algorithm 1; ``flow``, sigma logit-normal (``flow_uniform``: uniform) and target
+eps - x0, rectified flow), forms x_t = alpha_t x0 + sigma_t eps with ``schedule.add_noise``
+and minimises ||target - model(x_t, t)||^2 with AdamW (linear learning-rate warm-up,
+gradient-norm clipping). The objective is the only difference: the loop, EMA, checkpoints
+and resume are shared, and the model must say it predicts the objective's target (its
+``prediction_type``; "epsilon" when it has none). An exponential moving average (EMA) of the weights is
 kept alongside; it is what gets shipped and sampled. With ``label_dropout`` p
 every label is replaced by the null label with probability p, which trains the
 unconditional model used by classifier-free guidance (Ho & Salimans 2022).
