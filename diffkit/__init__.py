@@ -7,10 +7,10 @@
 """
 
 from diffkit import _deprecated, conversions, models, schedules
-from diffkit.samplers import SAMPLERS, sample
+from diffkit.samplers import SAMPLERS, optimize_timesteps, sample
 from diffkit.schedules import timesteps
 
-__all__ = ["SAMPLERS", "conversions", "models", "sample", "schedules", "timesteps"]
+__all__ = ["SAMPLERS", "conversions", "models", "optimize_timesteps", "sample", "schedules", "timesteps"]
 __version__ = "0.1.0"
 
 _deprecated.install()  # 0.1 import paths (diffkit.pretrained, ...) keep working, with a warning

@@ -1,8 +1,9 @@
 """The one progress bar: a line on stderr, no extra dependency.
 
 Used by sampling (``progress=True``), training and ``diffkit bench``. On a
-terminal it redraws in place; otherwise (logs, CI) it writes a new line each
-time another percent of the work is done, and at the end.
+terminal it redraws in place; otherwise (logs, CI, a pipe) it writes a new line
+each time another tenth of the work is done: at most 11 lines, however long the
+run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 import sys
 import time
 from typing import TextIO
+
+PIPED_LINES = 10  # off a terminal: one line per tenth of the work (plus the start)
 
 
 class ProgressBar:
@@ -31,7 +34,7 @@ class ProgressBar:
         self.tty = self.stream.isatty()
         self.done = self.start = float(start)
         self.t0 = time.perf_counter()
-        self._percent_shown = -1
+        self._tenth_shown = -1
 
     def __enter__(self) -> "ProgressBar":
         return self
@@ -49,10 +52,10 @@ class ProgressBar:
         if not self.enabled:
             return
         frac = min(done / self.total, 1.0)
-        percent = math.floor(100 * frac)
-        if not self.tty and percent == self._percent_shown:
+        tenth = math.floor(PIPED_LINES * frac)
+        if not self.tty and tenth == self._tenth_shown:
             return
-        self._percent_shown = percent
+        self._tenth_shown = tenth
         elapsed = time.perf_counter() - self.t0
         rate = (done - self.start) / max(elapsed, 1e-9)
         eta = f"eta {(self.total - done) / rate:.0f}s" if rate > 0 else "eta ?"

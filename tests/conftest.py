@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -63,3 +65,31 @@ def assert_data_statistics(x, mixture):
     freq = mixture.assign_modes(x).bincount(minlength=len(mixture.weights)).double() / n
     mode_se = (mixture.weights * (1 - mixture.weights) / n).sqrt()
     torch.testing.assert_close(freq, mixture.weights, atol=(5 * mode_se).max().item() + 0.01, rtol=0)
+
+
+MEMORY_HEADROOM = 1 << 30  # what a fuzzed input may make diffkit allocate: the bad inputs ask for 8 GB and up
+
+
+@contextlib.contextmanager
+def bounded_memory(headroom: int = MEMORY_HEADROOM):
+    """Cap this process's address space at its current size plus ``headroom`` (Linux), restored on exit.
+
+    Inside, an input that makes diffkit allocate gigabytes fails with MemoryError or torch's
+    "can't allocate memory" RuntimeError instead of swapping the machine to a halt, and a test
+    that accepts only ValueError/TypeError fails on it. Where the cap cannot be set, no cap.
+    """
+    try:
+        import resource
+
+        with open("/proc/self/status") as status:
+            size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = size + headroom if hard == resource.RLIM_INFINITY else min(size + headroom, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

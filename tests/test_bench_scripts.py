@@ -20,7 +20,7 @@ from diffkit.schedules import Linear
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("bench_overhead", "bench_kernels", "bench_end_to_end", "digits_quality", "run_full",
-           "bench_diffusers_adapter", "generate_throughput")
+           "bench_diffusers_adapter", "generate_throughput", "multistep_frontier", "bench_grids")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -121,7 +121,7 @@ def _unconditional(tmp_path):
         (["--sampler", "euler_magic"], "unknown sampler 'euler_magic'"),
         (["--label", "10"], "--label must be in [0, 9]"),
         (["--label", "-1"], "--label must be in [0, 9]"),
-        (["--steps", "0"], "--steps and --n must be >= 1"),
+        (["--steps", "0"], "argument --steps: expected an integer in [1, 100000], got '0'"),
         (["--spacing", "cubic"], "unknown spacing"),
         (["--out", "grid.jpg"], "--out must end in .png"),
         ([_garbage], "could not read"),

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from diffkit.cli import main
 from diffkit.digits.objectives import OBJECTIVES, Objective, get_objective
-from diffkit.digits.pretrained import DIGITS_FLOW_WEIGHTS, DIGITS_WEIGHTS, EMBEDDED_MODELS, embedded_model, load_embedded
+from diffkit.digits.pretrained import EMBEDDED_MODELS, embedded_model, load_embedded
 from diffkit.digits.train import TrainOptions, train
 from diffkit.io.pretrained import load_pretrained, save_pretrained
 from diffkit.io.tensorfile import read_tensors, save_tensors
@@ -25,9 +25,6 @@ from diffkit.unet import UNet, UNetConfig
 
 TINY = UNetConfig(in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
                   resolution=8, groups=4, dropout=0.0, num_classes=10)  # fmt: skip
-needs_flow_weights = pytest.mark.skipif(not DIGITS_FLOW_WEIGHTS.is_file(), reason="digits-flow weights not trained")
-needs_both_weights = pytest.mark.skipif(not (DIGITS_WEIGHTS.is_file() and DIGITS_FLOW_WEIGHTS.is_file()),
-                                        reason="embedded weights not trained")
 
 
 def tiny_unet(prediction_type: str = "flow", seed: int = 0) -> UNet:
@@ -154,18 +151,16 @@ def test_samplers_read_the_unets_prediction_type():
 
 def test_embedded_models_by_name():
     assert set(EMBEDDED_MODELS) == {"digits", "digits-flow"}
-    assert embedded_model("digits").path == DIGITS_WEIGHTS
+    assert embedded_model("digits").path.name == "digits.safetensors"
     with pytest.raises(ValueError, match="allowed: digits, digits-flow"):
         embedded_model("cifar")
 
 
-@needs_flow_weights
 def test_embedded_flow_model_loads_as_a_flow_model():
     model, schedule = load_embedded("digits-flow")
     assert model.prediction_type == "flow" and isinstance(schedule, FlowMatch)
 
 
-@needs_flow_weights
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_cli_samples_the_flow_model_with_every_sampler(tmp_path, capsys, sampler):
     out = tmp_path / "flow.png"
@@ -185,7 +180,6 @@ def test_cli_model_and_checkpoint_are_exclusive(tmp_path, capsys):
     assert "unknown spacing 'shifted' for Linear" in capsys.readouterr().err
 
 
-@needs_flow_weights
 def test_embedded_flow_model_draws_recognisable_digits():
     from diffkit.digits.evaluate import evaluate_sampler, real_fd_floor
 
@@ -199,7 +193,6 @@ def test_embedded_flow_model_draws_recognisable_digits():
 # -- the digits benchmark covers both models -----------------------------------------------------------
 
 
-@needs_both_weights
 def test_digits_benchmark_measures_both_models_side_by_side():
     from diffkit.bench import digits, report
 

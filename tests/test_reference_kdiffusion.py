@@ -88,7 +88,9 @@ def test_ode_samplers_match_k_diffusion(sampler, schedule_name, model_kind, step
 def test_sde_samplers_match_k_diffusion_with_shared_noise(sampler, schedule_name, eta, steps):
     schedule, model, x_T, noise = _setup(schedule_name, "8d")
     ts = timesteps(schedule, steps, "karras")
-    ours = diffkit.sample(model, schedule, sampler, steps, x=x_T, spacing="karras", eta=eta, noise_sampler=noise)
+    parity = {"variant": "published"} if sampler == "dpmpp_3m_sde" else {}  # k-diffusion's 3M coefficient
+    ours = diffkit.sample(model, schedule, sampler, steps, x=x_T, spacing="karras", eta=eta, noise_sampler=noise,
+                          **parity)
     theirs = peers.run_kdiffusion(sampler, model, schedule, ts, x_T, eta=eta,
                                   noise_sampler=peers.lambda_noise_to_sigma_noise(noise))
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=ATOL)

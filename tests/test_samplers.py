@@ -269,3 +269,32 @@ def test_eta_zero_from_zero_snr_is_finite(name):
     model = GaussianMixture.two_d(schedule).as_model("v_prediction")
     x = diffkit.sample(model, schedule, name, steps=6, x=noise((8, 2), seed=1), spacing="trailing", eta=0.0)
     assert torch.isfinite(x).all()
+
+
+# -- explicit grids ----------------------------------------------------------------------------
+
+def test_explicit_timesteps_equal_the_spacing_they_come_from(gmm2d, linear):
+    grid = timesteps(linear, 7, "beta")
+    ours = diffkit.sample(gmm2d, linear, "dpmpp_2m", x=noise((8, 2)), timesteps=grid)
+    torch.testing.assert_close(ours, diffkit.sample(gmm2d, linear, "dpmpp_2m", 7, x=noise((8, 2)), spacing="beta"),
+                               rtol=0, atol=0)
+    for as_given in (grid.tolist(), torch.from_numpy(grid)):  # any 1-D sequence; steps may repeat its length
+        torch.testing.assert_close(diffkit.sample(gmm2d, linear, "dpmpp_2m", 7, x=noise((8, 2)), timesteps=as_given),
+                                   ours, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"timesteps": [999, 500, 500, 0]}, r"timesteps must be strictly decreasing \(no duplicates\)"),
+    ({"timesteps": [0, 500, 999]}, "timesteps must be strictly decreasing"),
+    ({"timesteps": [1500, 500, 0]},
+     r"timesteps must lie in \[t_min, t_max\]=\[0, 999\] for Linear, got range \[0, 1500\]"),
+    ({"timesteps": [999, -1]}, r"must lie in \[t_min, t_max\]=\[0, 999\]"),
+    ({"timesteps": [999, float("nan")]}, r"must lie in \[t_min, t_max\]"),
+    ({"timesteps": []}, "timesteps must be a non-empty 1-D sequence"),
+    ({"timesteps": [[999, 0]]}, "timesteps must be a non-empty 1-D sequence"),
+    ({"timesteps": [999, 500, 0], "spacing": "karras"}, "either an explicit timesteps grid or a spacing, not both"),
+    ({"timesteps": [999, 500, 0], "steps": 4}, "steps=4 contradicts the explicit grid of 3 timesteps"),
+])
+def test_bad_explicit_timesteps(kwargs, match, gmm2d, linear):
+    with pytest.raises(ValueError, match=match):
+        diffkit.sample(gmm2d, linear, "ddim", x=noise((2, 2)), **kwargs)

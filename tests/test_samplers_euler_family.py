@@ -196,7 +196,8 @@ def test_heun_churn_is_seeded_noise(gmm8d, linear):
     ("dpmpp_2s_ancestral", {"eta": 0.0}, (20, 50, 100, 200), 1.75, 2.1),  # 1.84 (local 1.76, 1.86, 1.91)
     # The published 3M's third-order term has half its Taylor coefficient (see sample_dpmpp_3m_sde and the
     # test below): local slopes 2.94, 3.28 up to 50 steps, then 2.42, 2.39, 2.21 and 2.04 at 800-1600 steps.
-    ("dpmpp_3m_sde", {"eta": 0.0}, (100, 200, 400), 1.9, 2.5),  # 2.30
+    ("dpmpp_3m_sde", {"eta": 0.0, "variant": "published"}, (100, 200, 400), 1.9, 2.5),  # 2.30
+    ("dpmpp_3m_sde", {"eta": 0.0, "variant": "exact"}, (50, 100, 200), 2.75, 3.4),  # the factor 2 restored
 ])
 def test_empirical_convergence_order(name, options, steps, lo, hi, ode_reference, gmm8d, linear):
     x_T, exact = ode_reference
@@ -206,7 +207,8 @@ def test_empirical_convergence_order(name, options, steps, lo, hi, ode_reference
     assert lo <= order <= hi, (order, errs)
 
 
-def test_dpmpp_3m_step_misses_half_of_the_second_order_term(linear):
+@pytest.mark.parametrize("variant, missed_share", [("published", 1.0), ("exact", 0.0)])
+def test_dpmpp_3m_step_misses_half_of_the_second_order_term(variant, missed_share, linear):
     """With x0 quadratic in lambda the multistep differences are exact (d1 = h x0', d2 = h^2 x0'' / 2) and
     the exact step is alpha_n (1 - exp(-h)) x0 + alpha_n (phi_2 d1 - 2 phi_3 d2) + (sigma_n / sigma_t) x_t;
     DPM-Solver++(3M) as published (and k-diffusion, diffusers) takes phi_3 d2: it errs by alpha_n phi_3 d2."""
@@ -223,7 +225,7 @@ def test_dpmpp_3m_step_misses_half_of_the_second_order_term(linear):
 
     ts = timesteps(linear, 8, "karras")
     states = {}
-    sample_dpmpp_3m_sde(QuadraticData(), noise((2, 3), seed=31), linear, ts, eta=0.0,
+    sample_dpmpp_3m_sde(QuadraticData(), noise((2, 3), seed=31), linear, ts, eta=0.0, variant=variant,
                         callback=lambda i, t, x, x0_: states.setdefault(i, x.clone()))
     lam = linear.lambda_(np.asarray(ts))
     alpha, sigma = linear.alpha(np.asarray(ts)), linear.sigma(np.asarray(ts))
@@ -234,7 +236,7 @@ def test_dpmpp_3m_step_misses_half_of_the_second_order_term(linear):
         alpha_n = float(alpha[i + 1])
         exact = float(sigma[i + 1] / sigma[i]) * states[i] + alpha_n * integral
         phi_3 = (math.expm1(-h) / h + 1) / h - 0.5
-        missed = alpha_n * phi_3 * h**2 * -0.4  # alpha_n phi_3 d2, d2 = h^2 x0'' / 2
+        missed = missed_share * alpha_n * phi_3 * h**2 * -0.4  # alpha_n phi_3 d2, d2 = h^2 x0'' / 2; 0 when exact
         torch.testing.assert_close(states[i + 1] - exact, torch.full_like(exact, missed), rtol=1e-6, atol=1e-12)
 
 
@@ -245,7 +247,8 @@ def test_dpmpp_3m_step_misses_half_of_the_second_order_term(linear):
     ("euler_ancestral", {"eta": 1.5}, "euler_ancestral: eta must be a number in"),
     ("dpmpp_2s_ancestral", {"eta": -0.1}, "dpmpp_2s_ancestral: eta must be a number in"),
     ("dpmpp_3m_sde", {"eta": True}, "dpmpp_3m_sde: eta must be a number in"),
-    ("dpmpp_3m_sde", {"r": 0.5}, "allowed: eta, noise_sampler"),
+    ("dpmpp_3m_sde", {"r": 0.5}, "allowed: eta, noise_sampler, variant"),
+    ("dpmpp_3m_sde", {"variant": "taylor"}, "variant must be one of 'exact', 'published'"),
     ("heun", {"s_churn": -1.0}, "heun: s_churn must be a finite number >= 0"),
     ("heun", {"s_noise": math.inf}, "heun: s_noise must be a finite number >= 0"),
     ("heun", {"s_tmax": math.nan}, r"heun: s_tmax must be a number \(inf allowed\) >= 0"),

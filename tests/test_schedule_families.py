@@ -222,7 +222,7 @@ def test_a_sampler_gets_its_spacing_where_the_family_has_it(name, sampler_defaul
 @pytest.mark.parametrize("name", ["zero_snr", "flow"])
 @pytest.mark.parametrize("spacing", ["karras", "logsnr"])
 def test_generic_spacings_need_a_finite_start(name, spacing):
-    with pytest.raises(ValueError, match="starts at zero SNR.*use one of its own spacings"):
+    with pytest.raises(ValueError, match="starts at zero SNR.*use one of: "):
         timesteps(FAMILIES[name], 10, spacing)
 
 

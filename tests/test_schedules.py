@@ -14,6 +14,7 @@ from diffkit.schedules import SPACINGS, Cosine, Linear, ScaledLinear, timesteps
 from diffkit.schedules.spacing import DISCRETE_SPACINGS
 
 T_RANGE = st.integers(min_value=2, max_value=4000)
+INTEGER_SPACINGS = DISCRETE_SPACINGS + ("simple",)  # integer timesteps of DiscreteVP, steps <= T
 
 
 @st.composite
@@ -77,12 +78,13 @@ def test_interpolation_is_exact_at_integer_timesteps(s):
 @given(schedules(), st.sampled_from(SPACINGS), st.data())
 def test_timesteps_strictly_decreasing_in_range(s, spacing, data):
     T = s.num_train_timesteps
-    steps = data.draw(st.integers(1, T if spacing in DISCRETE_SPACINGS else 2 * T + 10))
+    lowest = 2 if spacing == "leading" else 1  # leading with one step would visit t = 0 alone (refused below)
+    steps = data.draw(st.integers(lowest, T if spacing in INTEGER_SPACINGS else 2 * T + 10))
     ts = timesteps(s, steps, spacing)
     assert ts.shape == (steps,)
     assert np.all(ts >= 0) and np.all(ts <= T - 1)
     assert np.all(np.diff(ts) < 0)
-    if spacing in DISCRETE_SPACINGS:
+    if spacing in INTEGER_SPACINGS:
         assert np.all(ts == np.round(ts))
 
 
@@ -115,6 +117,9 @@ def test_add_noise_is_the_forward_process():
         (lambda: Linear(1000, 0.0, 0.02), "0 < beta_start"),
         (lambda: ScaledLinear(1, 1e-4, 0.02), "num_train_timesteps"),
         (lambda: Linear(1.5, 1e-4, 0.02), "num_train_timesteps"),
+        # checked before any table is built: 10**9 timesteps would take ~32 GB of tables
+        (lambda: Linear(10**9), r"num_train_timesteps must be an integer >= 2 and <= 100,000"),
+        (lambda: Cosine(100_001), "num_train_timesteps"),
         (lambda: Cosine(1000, s=-0.1), "s must be"),
         (lambda: Cosine(1000, max_beta=1.0), "max_beta"),
     ],
@@ -155,7 +160,12 @@ def test_tables_reject_betas_outside_open_interval():
         (2.5, "karras", "steps must be an integer >= 1"),
         (1001, "leading", "steps must be <= T"),
         (1001, "linspace", "steps must be <= T"),
-        (10, "cosine", "unknown spacing 'cosine'; allowed: leading, trailing, linspace, karras, logsnr"),
+        (1, "leading", "visits only t=0, so the sample would be the starting noise"),
+        (100_001, "karras", r"steps must be an integer >= 1 and <= 100,000"),
+        (True, "karras", "steps must be an integer"),
+        (10, "cosine", "unknown spacing 'cosine'; allowed: leading, trailing, linspace, karras, logsnr, "
+                       "time_uniform, sgm_uniform, simple, beta"),
+        (1001, "simple", "steps must be <= T"),
     ],
 )
 def test_invalid_timesteps_rejected(steps, spacing, match):
@@ -177,3 +187,86 @@ def test_schedules_are_immutable_values():
         a.beta_end = 0.03  # type: ignore[misc]
     with pytest.raises(ValueError):
         a.betas[0] = 0.5
+
+
+# -- the time-based spacings, against the definitions they name ------------------------------
+
+def _comfy_simple(T, steps):
+    # ComfyUI comfy/samplers.py simple_scheduler, on the index of its sigma table (sigmas[i] at timestep i).
+    ss = T / steps
+    return [T - 1 - int(x * ss) for x in range(steps)]
+
+
+def _comfy_beta(T, steps):
+    # ComfyUI beta_scheduler: the table index rint(ppf(1 - i/N) * (T - 1)), consecutive repeats dropped.
+    from scipy.stats import beta
+
+    ts = np.rint(beta.ppf(1 - np.linspace(0, 1, steps, endpoint=False), 0.6, 0.6) * (T - 1))
+    return [t for k, t in enumerate(ts) if k == 0 or t != ts[k - 1]], ts
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 7, 10, 20, 30, 333, 999, 1000])
+def test_simple_is_comfyui_simple(steps):
+    assert timesteps(Linear(), steps, "simple").tolist() == _comfy_simple(1000, steps)
+
+
+@pytest.mark.parametrize("steps", [1, 4, 10, 25, 50])
+def test_sgm_uniform_is_comfyui_sgm_uniform(steps):
+    # ComfyUI: linspace(timestep(sigma_max), timestep(sigma_min), N + 1)[:-1] = linspace(T - 1, 0, N + 1)[:-1],
+    # then sigma(t) by log-sigma interpolation, the same rule as DiscreteVP's continuous t.
+    np.testing.assert_allclose(timesteps(Linear(), steps, "sgm_uniform"), np.linspace(999, 0, steps + 1)[:-1],
+                               rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 10, 30, 100])
+def test_beta_is_comfyui_beta_where_it_has_no_repeats(steps):
+    ours = timesteps(Linear(), steps, "beta")
+    theirs, _ = _comfy_beta(1000, steps)
+    assert ours.tolist() == theirs
+
+
+@pytest.mark.parametrize("steps", [150, 500])
+def test_beta_stays_fractional_where_comfyui_drops_repeats(steps):
+    ours = timesteps(Linear(), steps, "beta")
+    theirs, rounded = _comfy_beta(1000, steps)
+    assert len(theirs) < steps  # ComfyUI samples fewer steps than asked
+    assert ours.shape == (steps,) and np.all(np.diff(ours) < 0)
+    np.testing.assert_array_equal(np.rint(ours), rounded)  # the same quantiles, unrounded
+
+
+def test_time_uniform_is_the_rho_family_in_t():
+    s = Linear()
+    np.testing.assert_allclose(timesteps(s, 5, "time_uniform"), np.linspace(999, 0, 5), rtol=0, atol=1e-12)
+    # rho = 2 is DPM-Solver's time_quadratic: t = linspace(sqrt(t_max), sqrt(t_min), N)^2.
+    np.testing.assert_allclose(timesteps(s, 5, "time_uniform", rho=2), np.linspace(999**0.5, 0, 5) ** 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("spacing", ["karras", "time_uniform"])
+def test_rho_is_an_option_of_the_rho_spacings_only(spacing):
+    assert not np.array_equal(timesteps(Linear(), 6, spacing, rho=3), timesteps(Linear(), 6, spacing))
+    with pytest.raises(ValueError, match="rho applies to the spacings karras, time_uniform, not 'beta'"):
+        timesteps(Linear(), 6, "beta", rho=3)
+    with pytest.raises(ValueError, match="rho must be a finite number > 0"):
+        timesteps(Linear(), 6, spacing, rho=0)
+
+
+TIME_SPACINGS = ("time_uniform", "sgm_uniform", "simple", "beta", "leading", "trailing", "linspace")
+
+
+@settings(max_examples=60, deadline=None)
+@given(T_RANGE, st.sampled_from([Linear, ScaledLinear, Cosine]), st.sampled_from(TIME_SPACINGS), st.data())
+def test_zero_terminal_snr_starts_at_pure_noise_without_repeats(T, family, spacing, data):
+    s = family(T, rescale_zero_terminal_snr=True)
+    lowest = 2 if spacing == "leading" else 1  # leading with one step would visit t = 0 alone (refused)
+    steps = data.draw(st.integers(lowest, T if spacing in INTEGER_SPACINGS else 2 * T + 10))
+    ts = timesteps(s, steps, spacing)
+    assert ts.shape == (steps,) and np.all(np.diff(ts) < 0) and ts.min() >= 0 and ts.max() <= T - 1
+    if spacing != "leading":
+        assert ts[0] == T - 1 and s.alpha(ts[0]) == 0.0
+
+
+@pytest.mark.parametrize("spacing", ["karras", "logsnr"])
+def test_zero_terminal_snr_refuses_the_lambda_spacings(spacing):
+    with pytest.raises(ValueError, match="starts at zero SNR.*use one of: leading, trailing, linspace, time_uniform, "
+                                         "sgm_uniform, simple, beta"):
+        timesteps(Linear(rescale_zero_terminal_snr=True), 10, spacing)

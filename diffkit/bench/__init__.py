@@ -22,6 +22,7 @@ The peers and the stand-alone benchmarks (each run by the script of the same nam
     end_to_end the ddpm_cifar10 U-Net sampled eager, fused and as a CUDA graph on a GPU (bench_end_to_end)
     diffusers_adapter  scheduler overhead inside a diffusers pipeline: DiffkitScheduler vs diffusers' own
                scheduler for the same sampler (bench_diffusers_adapter)
+    grids      fitted time grids (diffkit.optimize_timesteps) against the default spacing (bench_grids)
 
 Every number is measured here, on the machine named in the results (see ``machine``).
 """

@@ -5,11 +5,20 @@ from __future__ import annotations
 import argparse
 import time
 
+from diffkit.cli.args import MAX_SEED, integer
+
+MAX_SAMPLES = 1_000_000  # x_T is n x 2 float64: 16 MB at most, per sampler run
+
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50], help="step counts to run")
-    parser.add_argument("--n", type=int, default=2000, help="samples per run")
-    parser.add_argument("--seed", type=int, default=0, help="seed of x_T and the sampler noise")
+    from diffkit.schedules import Linear
+
+    # ddpm's leading spacing visits integer timesteps: 2..T steps (1 would start at t = 0)
+    parser.add_argument("--steps", type=integer(2, Linear().num_train_timesteps), nargs="+", default=[10, 20, 50],
+                        help="step counts to run")
+    parser.add_argument("--n", type=integer(2, MAX_SAMPLES), default=2000, help="samples per run")
+    parser.add_argument("--seed", type=integer(0, MAX_SEED - 1), default=0,
+                        help="seed of x_T (the sampler noise uses seed + 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,8 +27,6 @@ def run(args: argparse.Namespace) -> int:
     import diffkit
     from diffkit.models import GaussianMixture, exact_sample
 
-    if args.n < 2:
-        raise ValueError(f"--n must be >= 2, got {args.n}")
     schedule = diffkit.schedules.Linear()
     model = GaussianMixture.two_d(schedule)
     x_T = torch.randn(args.n, 2, generator=torch.Generator().manual_seed(args.seed), dtype=torch.float64)

@@ -4,9 +4,10 @@
     diffkit sample --sampler ddim --steps 50 --label 7 --n 25 --guidance 3 --out sevens.png
     diffkit sample --model digits-flow              # the embedded rectified-flow model
     diffkit sample --checkpoint runs/digits.safetensors
+    diffkit sample --sampler dpmpp_2m --timesteps grid.json      # a grid saved by diffkit.io.timesteps
 
-Without --label the samples cycle through the classes 0, 1, ..., 9. Prints the
-latency per sample and per step.
+Without --label the samples cycle through the classes 0, 1, ..., 9. Shows progress on
+stderr, then prints the sampling time per sample and per step.
 """
 
 from __future__ import annotations
@@ -14,67 +15,114 @@ from __future__ import annotations
 import argparse
 import time
 
+from diffkit.cli.args import MAX_SEED, CliError, integer, real, require_suffix, same_file
+
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale w; 1 is the plain conditional model
 GRID_SCALE = 4  # each 8x8 digit becomes 32x32 pixels in the PNG
+BATCH_SIZE = 500  # samples drawn at once: memory stays bounded whatever --n is
+MAX_GRID_PIXELS = 2**28  # the PNG is built in memory (1 byte per pixel): ~250k digits at most
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from diffkit.digits.pretrained import DEFAULT_MODEL, EMBEDDED_MODELS
+    from diffkit.samplers import SAMPLERS
+    from diffkit.schedules.spacing import MAX_STEPS
 
-    parser.add_argument("--sampler", default="dpmpp_2m", help="a registered sampler (see `diffkit samplers`)")
-    parser.add_argument("--steps", type=int, default=20, help="sampler steps")
-    parser.add_argument("--n", type=int, default=20, help="number of samples")
-    parser.add_argument("--label", type=int, default=None, help="draw only this class (default: cycle 0..9)")
-    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
-                        help=f"classifier-free guidance scale w (1: none; default {DEFAULT_GUIDANCE})")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    parser.add_argument("--sampler", default="dpmpp_2m", help=f"one of {', '.join(SAMPLERS)}")
+    parser.add_argument("--steps", type=integer(1, MAX_STEPS), default=20, help="sampler steps")
+    parser.add_argument("--n", type=integer(1), default=20, help="number of samples")
+    parser.add_argument("--label", type=integer(), default=None, help="draw only this class (default: cycle 0..9)")
+    parser.add_argument("--guidance", type=real(), default=DEFAULT_GUIDANCE,
+                        help="classifier-free guidance scale w (1: none)")
+    parser.add_argument("--seed", type=integer(0, MAX_SEED), default=0, help="seed of the noise")
     parser.add_argument("--spacing", default=None,
-                        help="timestep spacing (default: the sampler's own where the model's schedule has it)")
+                        help="timestep spacing (`diffkit samplers` lists them; default: the sampler's own where the "
+                             "model's schedule has it, else the schedule's)")
+    parser.add_argument("--timesteps", default=None, metavar="FILE.json",
+                        help="an explicit grid (diffkit.io.timesteps, e.g. fitted by diffkit.optimize_timesteps); "
+                             "its length replaces --steps, and it takes no --spacing")  # fmt: skip
     parser.add_argument("--model", default=None, choices=tuple(EMBEDDED_MODELS),
                         help=f"an embedded model (default {DEFAULT_MODEL}): "
                              + "; ".join(f"{k}: {m.description}" for k, m in EMBEDDED_MODELS.items()))
     parser.add_argument("--checkpoint", default=None, help="weights (.safetensors) instead of an embedded model")
     parser.add_argument("--out", default="samples.png", help="output PNG")
-    parser.add_argument("--columns", type=int, default=None, help="grid columns (default: 10, or fewer samples)")
+    parser.add_argument("--columns", type=integer(1), default=None,
+                        help="grid columns (default: 10, or fewer samples; at most --n)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from diffkit.cli import CliError
     from diffkit.digits.evaluate import balanced_labels, sample_digits
+    from diffkit.digits.pretrained import DEFAULT_MODEL, embedded_model
     from diffkit.io.png import image_grid, write_png
-    from diffkit.digits.pretrained import DEFAULT_MODEL, load_embedded
     from diffkit.io.pretrained import load_pretrained
+    from diffkit.io.tensorfile import check_writable
     from diffkit.samplers.registry import get_sampler
-    from diffkit.schedules.spacing import default_spacing, spacings
+    from diffkit.schedules import timesteps
+    from diffkit.schedules.spacing import default_spacing
 
+    # Everything that can be checked is checked before the model is loaded and long before sampling.
     info = get_sampler(args.sampler)  # ValueError listing the samplers
-    if args.steps < 1 or args.n < 1:
-        raise CliError(f"--steps and --n must be >= 1; got --steps {args.steps} --n {args.n}")
-    if not args.out.lower().endswith(".png"):
-        raise CliError(f"--out must end in .png; got {args.out}")
+    require_suffix("--out", args.out, [".png"])
+    check_writable(args.out)
     if args.model is not None and args.checkpoint is not None:
         raise CliError("pass --model (an embedded model) or --checkpoint (a file), not both")
-    model, schedule = load_embedded(args.model or DEFAULT_MODEL) if args.checkpoint is None else load_pretrained(args.checkpoint)
-    if args.spacing is not None and args.spacing not in spacings(schedule):
-        raise CliError(f"unknown spacing {args.spacing!r} for {type(schedule).__name__}; allowed: {list(spacings(schedule))}")
-    spacing = args.spacing or default_spacing(schedule, info.default_spacing)
-    num_classes = model.config.num_classes
-    if num_classes is None:
+    embedded = embedded_model(args.model or DEFAULT_MODEL)
+    checkpoint = embedded.path if args.checkpoint is None else args.checkpoint
+    if same_file(args.out, checkpoint):
+        raise CliError(f"--out {args.out} is the checkpoint being read; write the PNG elsewhere")
+    if args.checkpoint is None and not embedded.path.is_file():
+        raise CliError(f"the embedded weights {embedded.path} are missing; reinstall diffkit or pass --checkpoint")
+    if args.timesteps is not None and args.spacing is not None:
+        raise CliError("--timesteps FILE is the grid itself; drop --spacing")
+    model, schedule = load_pretrained(checkpoint)
+    grid = None
+    if args.timesteps is not None:  # the file's grid replaces --steps and --spacing
+        from diffkit.io.timesteps import load_timesteps
+
+        grid = load_timesteps(args.timesteps, schedule)
+        args.steps = len(grid)
+    cfg = model.config
+    if cfg.num_classes is None:
         raise CliError("this checkpoint holds an unconditional model; diffkit sample needs a class-conditional one")
-    if args.label is not None and not 0 <= args.label < num_classes:
-        raise CliError(f"--label must be in [0, {num_classes - 1}]; got {args.label}")
-    labels = balanced_labels(args.n, num_classes) if args.label is None else torch.full((args.n,), args.label)
+    if args.label is not None and not 0 <= args.label < cfg.num_classes:
+        raise CliError(f"--label must be in [0, {cfg.num_classes - 1}]; got {args.label}")
+    spacing = args.spacing or default_spacing(schedule, info.default_spacing)
+    if grid is None:
+        timesteps(schedule, args.steps, spacing)  # ValueError for a spacing or step count the schedule cannot take
+    columns = min(args.columns or cfg.num_classes, args.n)
+    rows = -(-args.n // columns)
+    cell = cfg.resolution * GRID_SCALE + 1
+    pixels = (rows * cell + 1) * (columns * cell + 1) * cfg.in_channels
+    if pixels > MAX_GRID_PIXELS:
+        raise CliError(f"the PNG grid of {args.n} samples would have {pixels:,} pixels, more than {MAX_GRID_PIXELS:,}; "
+                       f"lower --n")  # fmt: skip
+    labels = balanced_labels(args.n, cfg.num_classes) if args.label is None else torch.full((args.n,), args.label)
 
     start = time.perf_counter()
-    samples = sample_digits(model, schedule, labels, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                            seed=args.seed, spacing=spacing)  # fmt: skip
+    samples = sample_digits(model, schedule, labels, sampler=info.name, steps=args.steps, guidance=args.guidance,
+                            seed=args.seed, spacing=args.spacing, timesteps=grid, batch_size=BATCH_SIZE,
+                            progress=not args.no_progress)  # fmt: skip
     seconds = time.perf_counter() - start
-    columns = args.columns or min(args.n, num_classes)
     write_png(args.out, image_grid(samples, columns=columns, scale=GRID_SCALE))
-    guided = "no guidance" if args.guidance == 1.0 else f"guidance {args.guidance:g}"
-    print(f"{args.n} samples, {info.name}, {args.steps} steps ({spacing} spacing), {guided}: {seconds:.3f} s, "
-          f"{1e3 * seconds / args.n:.2f} ms/sample, {1e3 * seconds / args.steps:.1f} ms/step (batch of {args.n})")  # fmt: skip
+    print(_report(args, info, args.timesteps if grid is not None else spacing, seconds))
     print(f"wrote {args.out}")
     return 0
+
+
+def _report(args: argparse.Namespace, info, spacing: str, seconds: float) -> str:
+    """What was measured: sampling alone (not loading the model or writing the PNG), per sample and per step."""
+    import torch
+
+    batches = -(-args.n // BATCH_SIZE)
+    batch = f"a batch of {args.n}" if batches == 1 else f"{batches} batches of up to {BATCH_SIZE}"
+    guided = "no guidance" if args.guidance == 1.0 else f"guidance {args.guidance:g}"
+    width = min(args.n, BATCH_SIZE) * (1 if args.guidance == 1.0 else 2)  # guidance evaluates cond + uncond at once
+    threads = torch.get_num_threads()
+    return (f"{args.n} samples, {info.name}, {args.steps} steps ({spacing} spacing), {guided}\n"
+            f"sampling took {seconds:.3f} s on {threads} thread{'s' if threads > 1 else ''} "
+            f"(loading and PNG writing not included): {1e3 * seconds / args.n:.2f} ms/sample, "
+            f"{1e3 * seconds / (args.steps * batches):.1f} ms/step for {batch} "
+            f"({info.nfe(args.steps)} U-Net calls per batch on up to {width} images each)")  # fmt: skip

@@ -19,6 +19,7 @@ scikit-learn is needed here (for the classifier and the data), as for ``diffkit.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +29,7 @@ import torch
 
 from diffkit.digits.data import NUM_CLASSES, load_digits, to_pixels
 from diffkit.models.wrappers import ClassifierFreeGuidance
+from diffkit.progress import ProgressBar
 from diffkit.samplers import sample
 from diffkit.schedules import Schedule
 
@@ -127,23 +129,48 @@ def sample_digits(
     spacing: str | None = None,
     batch_size: int = 500,
     progress: bool = False,
+    timesteps: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Class-conditional samples [N, C, H, W] in [-1, 1], one per label, drawn in batches.
 
+    ``timesteps`` is an explicit grid (see :func:`diffkit.sample`), in place of ``steps`` and ``spacing``.
+
     ``guidance`` is the classifier-free guidance scale w (eps_u + w (eps_c - eps_u)); w = 1 calls the
     conditional model alone (one network evaluation per step instead of a doubled batch).
+    ``progress`` draws one bar over every batch's steps.
     """
     cfg = model.config
+    _check_sampling(labels, cfg.num_classes, guidance, seed, batch_size)
     eps_model = model if guidance == 1.0 else ClassifierFreeGuidance(model, guidance, uncond={"y": model.null_label})
     generator = torch.Generator().manual_seed(seed)
     shape = (cfg.in_channels, cfg.resolution, cfg.resolution)
+    chunks = labels.split(batch_size)
     out = []
-    with torch.inference_mode():
-        for chunk in labels.split(batch_size):
-            x = sample(eps_model, schedule, sampler, steps, shape=(len(chunk), *shape), generator=generator,
-                       spacing=spacing, cond={"y": chunk}, progress=progress)  # fmt: skip
+    per_batch = len(timesteps) if timesteps is not None else steps
+    with torch.inference_mode(), ProgressBar(len(chunks) * per_batch, "steps", enabled=progress) as bar:
+        callback = (lambda i, t, x, x0: bar.advance(1)) if progress else None
+        for chunk in chunks:
+            x = sample(eps_model, schedule, sampler, None if timesteps is not None else steps,
+                       shape=(len(chunk), *shape), generator=generator, spacing=spacing, cond={"y": chunk},
+                       callback=callback, timesteps=timesteps)  # fmt: skip
             out.append(x.clamp(-1, 1))
     return torch.cat(out)
+
+
+def _check_sampling(labels: torch.Tensor, num_classes: int | None, guidance: float, seed: int, batch_size: int) -> None:
+    if num_classes is None:
+        raise ValueError("sample_digits needs a class-conditional model; this one has num_classes=None")
+    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.ndim != 1 or not len(labels):
+        raise ValueError(f"labels must be a non-empty 1-D int64 tensor; got {getattr(labels, 'dtype', type(labels))} "
+                         f"{tuple(getattr(labels, 'shape', ()))}")
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes - 1}]; got [{int(labels.min())}, {int(labels.max())}]")
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
+        raise ValueError(f"guidance must be a finite number; got {guidance!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64); got {seed!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
 
 
 def evaluate_sampler(

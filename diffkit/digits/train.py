@@ -36,7 +36,7 @@ from torch import nn
 
 from diffkit.digits.objectives import get_objective
 from diffkit.io.pretrained import CONFIG_KEY, EMA_PREFIX, KIND_KEY, SCHEDULE_KEY, schedule_to_dict
-from diffkit.io.tensorfile import read_tensors, save_tensors
+from diffkit.io.tensorfile import check_writable, read_tensors, save_tensors
 from diffkit.progress import ProgressBar
 from diffkit.schedules import Schedule
 
@@ -45,13 +45,16 @@ OPTIM_PREFIX = "optim."
 RNG_TORCH = "rng.torch"  # torch's global CPU random state (dropout)
 RNG_DATA = "rng.data"  # the data generator's state (batches, t, eps, label dropout)
 LOSS_SMOOTHING = 0.98  # running loss shown in the progress bar: an EMA over ~50 steps
+CHECKPOINT_METADATA = ("step", "running_loss", "param_groups", "options", SCHEDULE_KEY)  # besides KIND_KEY
+ADAMW_STATE = ("step", "exp_avg", "exp_avg_sq")  # what torch's AdamW keeps per parameter (amsgrad off)
+TENSOR_COUNT = "tensors"  # metadata: how many tensors the checkpoint holds (a lost optimizer entry is detected)
 
 
 @dataclass(frozen=True)
 class TrainOptions:
     """Hyper-parameters of :func:`train`; all but ``steps`` must match when resuming."""
 
-    batch_size: int = 128  # images per step, drawn with replacement
+    batch_size: int = 128  # images per step, drawn with replacement; at most the number of images
     lr: float = 1e-3  # AdamW learning rate after warm-up
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     warmup_steps: int = 0  # the learning rate ramps linearly from lr/warmup_steps to lr over these steps
@@ -65,19 +68,23 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ValueError(f"batch_size must be a positive int; got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive; got {self.lr!r}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number > 0; got {self.lr!r}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
         if not (isinstance(self.warmup_steps, int) and self.warmup_steps >= 0):
             raise ValueError(f"warmup_steps must be an int >= 0; got {self.warmup_steps!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1); got {self.ema_decay!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ValueError(f"grad_clip must be a finite number > 0, or None; got {self.grad_clip!r}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must lie in [0, 1); got {self.label_dropout!r}")
         if self.label_dropout > 0 and self.null_label is None:
             raise ValueError("label_dropout > 0 needs null_label (the model's 'no class' label)")
         get_objective(self.objective)  # ValueError listing the objectives
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must be an int in [0, 2**64); got {self.seed!r}")
 
 
 @dataclass
@@ -130,8 +137,15 @@ def train(
     if predicts != target:
         raise ValueError(f"the {options.objective!r} objective trains a {target!r} model, but the model's "
                          f"prediction_type is {predicts!r} (build it with prediction_type={target!r})")
+    if options.batch_size > len(images):
+        raise ValueError(f"batch_size {options.batch_size} is larger than the data ({len(images)} images); "
+                         f"allowed: 1..{len(images)}")
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be an int >= 0 (0: only after the last step); got {checkpoint_every!r}")
+    if checkpoint_path is not None:
+        check_writable(checkpoint_path)  # now, not at the first checkpoint after minutes of training
     device = next(model.parameters()).device
     run = _Run(
         model=model,
@@ -152,17 +166,16 @@ def train(
             if result.step > steps:
                 raise ValueError(f"checkpoint {checkpoint_path} is at step {result.step}, past steps={steps}")
         model.train()
-        bar = ProgressBar(steps, "steps", start=result.step, enabled=progress)
-        for step in range(result.step, steps):
-            loss = _train_step(run, step)
-            result.losses.append(loss)
-            running = loss if math.isnan(running) else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * loss
-            result.step = step + 1
-            last = result.step == steps
-            if checkpoint_path is not None and (last or (checkpoint_every and result.step % checkpoint_every == 0)):
-                _save_checkpoint(run, checkpoint_path, result.step, running)
-            bar.update(result.step, f"loss {running:.4f}")
-    bar.close()
+        with ProgressBar(steps, "steps", start=result.step, enabled=progress) as bar:  # ends its line on Ctrl-C too
+            for step in range(result.step, steps):
+                loss = _train_step(run, step)
+                result.losses.append(loss)
+                running = loss if math.isnan(running) else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * loss
+                result.step = step + 1
+                last = result.step == steps
+                if checkpoint_path is not None and (last or (checkpoint_every and result.step % checkpoint_every == 0)):
+                    _save_checkpoint(run, checkpoint_path, result.step, running)
+                bar.update(result.step, f"loss {running:.4f}")
     model.eval()
     return result
 
@@ -222,6 +235,7 @@ def _save_checkpoint(run: _Run, path: str | os.PathLike, step: int, running_loss
     tensors[RNG_DATA] = run.data_rng.get_state()
     metadata = {
         KIND_KEY: "train_checkpoint",
+        TENSOR_COUNT: str(len(tensors)),
         "step": str(step),
         "running_loss": repr(running_loss),
         "param_groups": json.dumps(state["param_groups"]),
@@ -234,29 +248,87 @@ def _save_checkpoint(run: _Run, path: str | os.PathLike, step: int, running_loss
     save_tensors(path, tensors, metadata)
 
 
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, metadata)`` of a training checkpoint, every entry :func:`train` needs checked present and well-formed.
+
+    The metadata's JSON fields come back parsed and ``step`` as an int. ValueError names the file and what is
+    missing or malformed; nothing is restored here, so a bad file changes nothing.
+    """
+    tensors, raw = read_tensors(path)
+    if raw.get(KIND_KEY) != "train_checkpoint":
+        raise ValueError(f"{path} is not a diffkit training checkpoint (its metadata has no kind=train_checkpoint)")
+    missing = [key for key in CHECKPOINT_METADATA if key not in raw] + [key for key in (RNG_TORCH, RNG_DATA)
+                                                                         if key not in tensors]
+    for prefix in (MODEL_PREFIX, EMA_PREFIX):
+        if not any(key.startswith(prefix) for key in tensors):
+            missing.append(f"{prefix}*")
+    if missing:
+        raise ValueError(f"{path} is an incomplete training checkpoint: missing {', '.join(missing)}")
+    if TENSOR_COUNT in raw and raw[TENSOR_COUNT] != str(len(tensors)):  # absent in checkpoints of diffkit 0.1
+        raise ValueError(f"{path} is an incomplete training checkpoint: it holds {len(tensors)} tensors, "
+                         f"its metadata lists {raw[TENSOR_COUNT][:20]}")
+    metadata: dict = dict(raw)
+    try:
+        for key in ("options", "param_groups", SCHEDULE_KEY):
+            metadata[key] = json.loads(raw[key])
+        metadata["step"] = int(raw["step"])
+        metadata["running_loss"] = float(raw["running_loss"])
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{path} has a malformed training checkpoint entry: {str(err)[:200]}") from None
+    if metadata["step"] < 0 or not isinstance(metadata["options"], dict) or not isinstance(metadata["param_groups"], list):
+        raise ValueError(f"{path} has a malformed training checkpoint entry (step, options or param_groups)")
+    for key in (RNG_TORCH, RNG_DATA):
+        if tensors[key].dtype != torch.uint8 or tensors[key].ndim != 1:
+            raise ValueError(f"{path}: {key} must be a 1-D uint8 random state, got {tensors[key].dtype} "
+                             f"{tuple(tensors[key].shape)}")
+    return tensors, metadata
+
+
 def _load_checkpoint(run: _Run, path: str | os.PathLike) -> tuple[int, float]:
     """Restore everything in place; returns ``(step, running_loss)``."""
     from diffkit.unet import load_state_dict_checked
 
-    tensors, metadata = read_tensors(path)
-    if metadata.get(KIND_KEY) != "train_checkpoint":
-        raise ValueError(f"{path} is not a diffkit training checkpoint")
-    saved = {"objective": "ddpm", **json.loads(metadata["options"])}  # checkpoints from before objectives: ddpm
+    tensors, metadata = read_checkpoint(path)
+    saved = {"objective": "ddpm", **metadata["options"]}  # checkpoints from before objectives: ddpm
     differ = {k: (saved.get(k), v) for k, v in dataclasses.asdict(run.options).items() if saved.get(k) != v}
     if differ:
         raise ValueError(f"cannot resume {path} exactly: options differ (checkpoint, now): {differ}")
-    if json.loads(metadata[SCHEDULE_KEY]) != schedule_to_dict(run.schedule):
-        raise ValueError(f"cannot resume {path}: it was trained with schedule {metadata[SCHEDULE_KEY]}")
-    load_state_dict_checked(run.model, _strip(tensors, MODEL_PREFIX), source=f"{path} (model)")
-    load_state_dict_checked(run.ema, _strip(tensors, EMA_PREFIX), source=f"{path} (ema)")
+    if metadata[SCHEDULE_KEY] != schedule_to_dict(run.schedule):
+        raise ValueError(f"cannot resume {path}: it was trained with schedule {json.dumps(metadata[SCHEDULE_KEY])}")
     param_state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in _strip(tensors, OPTIM_PREFIX).items():
-        index, name = key.split(".", 1)
+        index, _, name = key.partition(".")
+        if not index.isdigit() or not name:
+            raise ValueError(f"{path}: optimizer entry {OPTIM_PREFIX}{key} is not {OPTIM_PREFIX}<index>.<name>")
         param_state.setdefault(int(index), {})[name] = value
-    run.optimizer.load_state_dict({"state": param_state, "param_groups": json.loads(metadata["param_groups"])})
-    torch.set_rng_state(tensors[RNG_TORCH])
-    run.data_rng.set_state(tensors[RNG_DATA])
-    return int(metadata["step"]), float(metadata["running_loss"])
+    _check_adamw_state(param_state, list(run.model.parameters()), path)  # before the model is touched
+    load_state_dict_checked(run.model, _strip(tensors, MODEL_PREFIX), source=f"{path} (model)")
+    load_state_dict_checked(run.ema, _strip(tensors, EMA_PREFIX), source=f"{path} (ema)")
+    try:
+        run.optimizer.load_state_dict({"state": param_state, "param_groups": metadata["param_groups"]})
+        torch.set_rng_state(tensors[RNG_TORCH])
+        run.data_rng.set_state(tensors[RNG_DATA])
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:
+        raise ValueError(f"cannot resume {path}: its optimizer or random state does not fit this run "
+                         f"({type(err).__name__}: {str(err)[:200]})") from None
+    return metadata["step"], metadata["running_loss"]
+
+
+def _check_adamw_state(param_state: dict[int, dict[str, torch.Tensor]], params: list[nn.Parameter], path) -> None:
+    """Every stored parameter state is AdamW's, complete and of its parameter's shape (else it fails steps later)."""
+    for index, state in sorted(param_state.items()):
+        if index >= len(params):
+            raise ValueError(f"{path}: optimizer state for parameter {index}, but the model has {len(params)}")
+        missing = [key for key in ADAMW_STATE if key not in state]
+        if missing:
+            raise ValueError(f"{path} is an incomplete training checkpoint: missing "
+                             f"{', '.join(f'{OPTIM_PREFIX}{index}.{key}' for key in missing)}")
+        for key in ("exp_avg", "exp_avg_sq"):
+            if state[key].shape != params[index].shape or not state[key].is_floating_point():
+                raise ValueError(f"{path}: {OPTIM_PREFIX}{index}.{key} is {state[key].dtype} "
+                                 f"{tuple(state[key].shape)}, its parameter {tuple(params[index].shape)}")
+        if state["step"].numel() != 1:
+            raise ValueError(f"{path}: {OPTIM_PREFIX}{index}.step must hold one number")
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -19,8 +19,9 @@ from pathlib import Path
 from torch import nn
 
 from diffkit.io.tensorfile import read_tensors, save_tensors
+from diffkit.io.weights import unet_from_state_dict
 from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, Schedule, ScaledLinear
-from diffkit.unet import UNet, UNetConfig, load_state_dict_checked
+from diffkit.unet import UNetConfig
 
 __all__ = ["load_pretrained", "save_pretrained", "schedule_from_dict", "schedule_to_dict"]
 
@@ -43,9 +44,11 @@ def schedule_to_dict(schedule: Schedule) -> dict:
 
 def schedule_from_dict(data: dict) -> Schedule:
     """Inverse of :func:`schedule_to_dict`."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a stored schedule must be a JSON object; got {type(data).__name__}")
     data = dict(data)
     name = data.pop("name", None)
-    if name not in SCHEDULES:
+    if not isinstance(name, str) or name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; allowed: {sorted(SCHEDULES)}")
     return SCHEDULES[name](**data)
 
@@ -72,8 +75,6 @@ def load_pretrained(path: str | os.PathLike) -> tuple[nn.Module, Schedule]:
     try:
         config = UNetConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
         schedule = schedule_from_dict(json.loads(metadata[SCHEDULE_KEY]))
-    except (json.JSONDecodeError, TypeError) as err:
-        raise ValueError(f"{path} has malformed metadata: {err}") from err
-    model = UNet.from_config(config)
-    load_state_dict_checked(model, tensors, source=str(path))
-    return model.eval(), schedule
+    except (ValueError, TypeError, RecursionError) as err:  # ValueError: bad JSON, bad values
+        raise ValueError(f"{path} has malformed metadata: {str(err)[:300]}") from None
+    return unet_from_state_dict(config, tensors, source=str(path)).eval(), schedule

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +33,7 @@ DTYPES: dict[torch.dtype, str] = {
 }  # fmt: skip
 _FROM_NAME = {name: dtype for dtype, name in DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit on the JSON header
+MAX_DIMS = 64  # dimensions of one tensor (torch's own limit for most operations)
 
 
 @contextlib.contextmanager
@@ -78,6 +80,37 @@ def write_atomic(path: str | os.PathLike, payload: bytes, *, durable: bool = Tru
         f.write(payload)
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` if :func:`write_atomic` can write it, else ValueError saying why.
+
+    Call it before long work whose result goes to ``path``, so that a run never ends in a traceback
+    after the work: ``path`` must not be a directory, its nearest existing ancestor must be a
+    directory, and a temp file named as ``write_atomic`` names it must be creatable there (a real
+    probe, created and removed: permission bits alone say nothing for root or read-only mounts).
+    """
+    path = Path(path)
+    try:
+        is_dir = path.is_dir()
+        existing = path.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        existing_is_dir = existing.is_dir()
+    except (OSError, ValueError) as err:  # a name too long, an embedded null byte
+        raise ValueError(f"cannot write {path!r}: {err}") from None
+    if is_dir:
+        raise ValueError(f"cannot write {path}: it is a directory")
+    if not existing_is_dir:
+        raise ValueError(f"cannot write {path}: {existing} is not a directory")
+    prefix = f".{path.name}." if existing == path.parent else ".diffkit-write-check."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix=prefix, suffix=".tmp")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot write {path}: {getattr(err, 'strerror', None) or err}") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return path
+
+
 def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
     """Serialise to safetensors, byte-for-byte deterministic.
 
@@ -110,46 +143,122 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     write_atomic(path, safetensors_bytes(tensors, {"format": "pt", **metadata}))
 
 
-def parse_safetensors(blob: bytes, source: str = "buffer") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` from safetensors bytes; ValueError naming ``source`` when they are malformed."""
+@dataclass(frozen=True)
+class _Entry:
+    """One tensor of a checked header: its dtype, shape and byte range in the data buffer."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_header(text: bytes, data_len: int, source: str) -> tuple[list[_Entry], dict[str, str]]:
+    """Parse and check a header against a data buffer of ``data_len`` bytes; nothing is allocated for tensors.
+
+    The checks are the reference implementation's: known dtypes, integer shapes and offsets, each
+    entry's byte range holding exactly its shape, and the ranges tiling the buffer with no gap or
+    overlap (so the tensors together never take more memory than the file).
+    """
 
     def bad(why: str) -> ValueError:
         return ValueError(f"could not read {source} as a safetensors file: {why}")
 
-    if len(blob) < 8:
-        raise bad("shorter than its 8-byte header length")
-    n = int.from_bytes(blob[:8], "little")
-    if n > min(_MAX_HEADER, len(blob) - 8):
-        raise bad(f"header length {n} exceeds the file")
     try:
-        header = json.loads(blob[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise bad(f"header is not JSON ({err})") from err
+        header = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: JSON errors, 4300+-digit ints
+        raise bad(f"header is not JSON ({type(err).__name__}: {str(err)[:80]})") from None
     if not isinstance(header, dict):
         raise bad("header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise bad("__metadata__ must map strings to strings")
+    entries = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+            raise bad(f"entry {name!r} is malformed: need an object with dtype, shape and data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _FROM_NAME:
+            raise bad(f"entry {name!r} is malformed: dtype {dtype!r} is not one of {sorted(_FROM_NAME)}")
+        if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_is_int(d) and 0 <= d for d in shape)):
+            raise bad(f"entry {name!r}: shape {str(shape)[:80]} is not a list of at most {MAX_DIMS} integers >= 0")
+        if math.prod(max(d, 1) for d in shape) >= 2**62:  # torch's strides are int64, even for empty tensors
+            raise bad(f"entry {name!r}: shape {str(shape)[:80]} is too large for a tensor")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
+            raise bad(f"entry {name!r} is malformed: data_offsets {str(offsets)[:80]} is not [begin, end]")
+        begin, end = offsets
+        size = math.prod(shape) * torch.empty((), dtype=_FROM_NAME[dtype]).element_size()
+        if not 0 <= begin <= end <= data_len or end - begin != size:
+            raise bad(f"entry {name!r}: offsets [{begin}, {end}) do not hold {str(shape)[:80]} of {dtype}")
+        entries.append(_Entry(name, _FROM_NAME[dtype], tuple(shape), begin, end))
+    entries.sort(key=lambda e: (e.begin, e.end))
+    position = 0
+    for e in entries:
+        if e.begin != position:
+            raise bad(f"entry {e.name!r} starts at byte {e.begin}, not at {position}: the data has a gap or an overlap")
+        position = e.end
+    if position != data_len:
+        raise bad(f"the tensors hold {position} bytes but the data section has {data_len}")
+    return entries, dict(metadata)
+
+
+def _header_length(prefix: bytes, file_len: int, source: str) -> int:
+    if len(prefix) < 8:
+        raise ValueError(f"could not read {source} as a safetensors file: shorter than its 8-byte header length")
+    n = int.from_bytes(prefix[:8], "little")
+    if n > min(_MAX_HEADER, file_len - 8):
+        raise ValueError(f"could not read {source} as a safetensors file: header length {n} exceeds the file")
+    return n
+
+
+def parse_safetensors(blob: bytes, source: str = "buffer") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` from safetensors bytes; ValueError naming ``source`` when they are malformed."""
+    n = _header_length(blob[:8], len(blob), source)
+    entries, metadata = _check_header(blob[8 : 8 + n], len(blob) - 8 - n, source)
     data = memoryview(blob)[8 + n :]
     tensors = {}
-    for name, entry in header.items():
-        try:
-            dtype = _FROM_NAME[entry["dtype"]]
-            shape = [int(d) for d in entry["shape"]]
-            begin, end = (int(o) for o in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise bad(f"entry {name!r} is malformed ({err!r})") from err
-        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(data) or end - begin != size:
-            raise bad(f"entry {name!r}: offsets [{begin}, {end}) do not hold {shape} of {entry['dtype']}")
-        raw = bytearray(data[begin:end])  # a private copy: the tensor owns writable memory
-        tensors[name] = torch.frombuffer(raw, dtype=dtype).reshape(shape) if size else torch.empty(shape, dtype=dtype)
-    return tensors, dict(metadata)
+    for e in entries:
+        tensor = torch.empty(e.shape, dtype=e.dtype)  # private, writable memory, filled from the bytes
+        tensor.reshape(-1).view(torch.uint8).numpy()[:] = data[e.begin : e.end]
+        tensors[e.name] = tensor
+    return tensors, metadata
 
 
 def read_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` of a safetensors file; FileNotFoundError or a one-line ValueError otherwise."""
+    """``(tensors, metadata)`` of a safetensors file; FileNotFoundError or a one-line ValueError otherwise.
+
+    The header is checked before any tensor is allocated, and each tensor is read straight into its
+    own memory: reading takes about the file's size in memory, never more.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such weight file: {path}")
+    if not path.is_file():
+        raise ValueError(f"could not read {path} as a safetensors file: it is not a regular file")
+    with open(path, "rb") as f:
+        file_len = os.fstat(f.fileno()).st_size
+        n = _header_length(f.read(8), file_len, str(path))
+        entries, metadata = _check_header(f.read(n), file_len - 8 - n, str(path))
+        tensors = {}
+        for e in entries:  # sorted by offset and contiguous: one sequential pass over the file
+            tensor = torch.empty(e.shape, dtype=e.dtype)
+            if f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy())) != e.end - e.begin:
+                raise ValueError(f"could not read {path} as a safetensors file: it changed while being read")
+            tensors[e.name] = tensor
+    return tensors, metadata
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, reading only its (checked) header."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such weight file: {path}")
-    return parse_safetensors(path.read_bytes(), str(path))
+    with open(path, "rb") as f:
+        file_len = os.fstat(f.fileno()).st_size
+        n = _header_length(f.read(8), file_len, str(path))
+        return _check_header(f.read(n), file_len - 8 - n, str(path))[1]

@@ -84,9 +84,40 @@ def load_unet(path: str | os.PathLike) -> UNet:
         raise ValueError(
             f"{path} stores no UNet config; build the UNet yourself and call load_state_dict_checked(unet, state_dict)"
         )
-    unet = UNet.from_config(UNetConfig.from_dict(config))
-    load_state_dict_checked(unet, state_dict, source=str(path))
-    return unet.eval()
+    try:
+        unet_config = UNetConfig.from_dict(config)
+    except TypeError as err:
+        raise ValueError(f"{path} stores an invalid UNet config: {err}") from err
+    return unet_from_state_dict(unet_config, state_dict, source=str(path)).eval()
+
+
+def unet_from_state_dict(config: UNetConfig, state_dict: Mapping[str, torch.Tensor], *, source: str) -> UNet:
+    """The UNet of ``config`` holding ``state_dict``, checked against it before anything is allocated.
+
+    A config read from a file could describe a network of any size (``channels=10**9``). Weights
+    must come with the file, so the architecture is bounded by it first: every ResBlock holds
+    several tensors, so a config with more blocks than the file has tensors cannot match; then a
+    skeleton built on the meta device (no memory) must not have more parameters than the file
+    holds values. Only then is the real network built and loaded strictly.
+    """
+    blocks = len(config.channel_mult) * (2 * config.num_res_blocks + 1)
+    if blocks > len(state_dict):
+        raise ValueError(f"{source} does not match its config: {blocks} ResBlocks need more tensors than "
+                         f"the {len(state_dict)} it holds")
+    try:
+        with torch.device("meta"):
+            skeleton = UNet.from_config(config)
+    except (RuntimeError, TypeError, OverflowError) as err:  # sizes beyond int64: "Storage size calculation overflowed"
+        raise ValueError(f"{source} does not match its config: a network of those sizes cannot be built "
+                         f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+    need = sum(v.numel() for v in skeleton.state_dict().values())
+    have = sum(v.numel() for v in state_dict.values())
+    if need > have:
+        raise ValueError(f"{source} does not match its config: the config describes {need:,} parameters, "
+                         f"the file holds {have:,} values")
+    unet = UNet.from_config(config)
+    load_state_dict_checked(unet, state_dict, source=source)
+    return unet
 
 
 def _load_pickled_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -98,8 +129,9 @@ def _load_pickled_tensors(path: Path) -> dict[str, torch.Tensor]:
             "only tensors/state dicts are allowed. It holds other objects or is corrupt: never unpickle it "
             "unrestricted; convert trusted weights to safetensors instead"
         ) from err
-    except (RuntimeError, EOFError, KeyError, OSError) as err:
-        raise ValueError(f"could not read {path} as a PyTorch tensor file: {err}") from err
+    except Exception as err:  # corrupt files raise anything from torch.load: IndexError, UnicodeDecodeError, ...
+        raise ValueError(f"could not read {path} as a PyTorch tensor file ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:200]})") from err
     if not isinstance(loaded, Mapping):
         raise ValueError(f"{path} holds a {type(loaded).__name__}; expected a flat mapping of names to tensors")
     for key, value in loaded.items():
@@ -158,8 +190,5 @@ def load_diffusers_unet(
     if config is None:
         raise ValueError("pass the diffusers config dict (config.json) along with a weight file or state dict")
     cfg = unet_config_from_diffusers(config)
-    unet = UNet.from_config(cfg)
-    load_state_dict_checked(
-        unet, convert_diffusers_state_dict(state_dict, cfg), source="converted diffusers state dict"
-    )
-    return unet.eval()
+    converted = convert_diffusers_state_dict(state_dict, cfg)
+    return unet_from_state_dict(cfg, converted, source="converted diffusers state dict").eval()

@@ -133,7 +133,9 @@ def combine(terms: Terms, out: torch.Tensor | None, dtype: torch.dtype | None = 
     first = terms[0][1]
     target = out.dtype if out is not None else dtype or first.dtype
     if torch.compiler.is_compiling():  # plain ops: inductor fuses them, and out= is not functional
-        acc = sum(c * t.to(target) for c, t in terms)
+        acc = terms[0][0] * terms[0][1].to(target)
+        for c, t in terms[1:]:
+            acc = acc + c * t.to(target)
         return acc if out is None else out.copy_(acc)
     if target == torch.float32 and use_triton(*(t for _, t in terms)):  # use_triton: never while autograd records
         out = torch.empty_like(first, dtype=target) if out is None else out

@@ -30,38 +30,54 @@ Adding a sampler is one file, a registry entry and its tests:
 3. Tests: reference agreement (diffusers / k-diffusion) where the math is the same,
    each docstring equivalence, the empirical order against the exact ODE
    (``tests/test_samplers.py``), and bad options.
+
+Timesteps: ``diffkit.sample`` visits ``steps`` of a spacing (:mod:`diffkit.schedules.spacing`) or an
+explicit grid (``timesteps=``); :mod:`diffkit.samplers.optimize` fits a grid to a model and a
+sampler (``optimize_timesteps``), for any registered deterministic sampler.
 """
 
 from diffkit.samplers.api import sample
 from diffkit.samplers.brownian import BrownianNoise
 from diffkit.samplers.ddim import sample_ddim
 from diffkit.samplers.ddpm import sample_ddpm
+from diffkit.samplers.deis import sample_deis
 from diffkit.samplers.dpmpp_2m import sample_dpmpp_2m
 from diffkit.samplers.dpmpp_2m_sde import sample_dpmpp_2m_sde
 from diffkit.samplers.dpmpp_2s_ancestral import sample_dpmpp_2s_ancestral
+from diffkit.samplers.dpmpp_3m import sample_dpmpp_3m
 from diffkit.samplers.dpmpp_3m_sde import sample_dpmpp_3m_sde
 from diffkit.samplers.dpmpp_sde import sample_dpmpp_sde
 from diffkit.samplers.euler import sample_euler
 from diffkit.samplers.euler_ancestral import sample_euler_ancestral
 from diffkit.samplers.heun import sample_heun
+from diffkit.samplers.ipndm import sample_ipndm
+from diffkit.samplers.optimize import GridFit, fit_timesteps, optimize_timesteps
 from diffkit.samplers.registry import SAMPLERS, SamplerInfo, get_sampler
 from diffkit.samplers.timetable import Grid
+from diffkit.samplers.unipc import sample_unipc
 
 __all__ = [
     "SAMPLERS",
     "BrownianNoise",
     "Grid",
+    "GridFit",
     "SamplerInfo",
+    "fit_timesteps",
     "get_sampler",
+    "optimize_timesteps",
     "sample",
     "sample_ddim",
     "sample_ddpm",
+    "sample_deis",
     "sample_dpmpp_2m",
     "sample_dpmpp_2m_sde",
     "sample_dpmpp_2s_ancestral",
+    "sample_dpmpp_3m",
     "sample_dpmpp_3m_sde",
     "sample_dpmpp_sde",
     "sample_euler",
     "sample_euler_ancestral",
     "sample_heun",
+    "sample_ipndm",
+    "sample_unipc",
 ]

@@ -21,7 +21,7 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
     (dpmsolver++, solver_order=2, final_sigmas_type="zero"). ``generator`` is
     accepted for the common signature and unused.
     """
-    run = SamplerRun("dpmpp_2m", eps_model, x, schedule, timesteps, callback=callback, cond=cond)
+    run = SamplerRun("dpmpp_2m", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     x0_prev = h_prev = None
     for step in run.steps:
         p = run.predict(x, step)
@@ -29,7 +29,7 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
             x = p.x0
             continue
         now, nxt, h = step.at, step.to, step.h
-        if x0_prev is None:
+        if x0_prev is None or h_prev is None:
             D = p.x0
         else:
             r = h_prev / h

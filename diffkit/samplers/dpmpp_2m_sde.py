@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from diffkit.samplers.options import check_eta
+from diffkit.samplers.options import check_eta, check_noise_sampler
 from diffkit.samplers.run import SamplerRun
 
 
@@ -25,7 +25,7 @@ def sample_dpmpp_2m_sde(
     one included, as diffusers' scheduler does (seed compatible); or from
     ``noise_sampler(lambda_t, lambda_n)``, e.g. a :class:`BrownianNoise`.
     """
-    eta = check_eta("dpmpp_2m_sde", eta)
+    eta, noise_sampler = check_eta("dpmpp_2m_sde", eta), check_noise_sampler("dpmpp_2m_sde", noise_sampler)
     run = SamplerRun("dpmpp_2m_sde", eps_model, x, schedule, timesteps, generator=generator, callback=callback,
                      cond=cond)
     x0_prev = h_prev = None
@@ -36,7 +36,7 @@ def sample_dpmpp_2m_sde(
             x = p.x0
             continue
         now, nxt, h = step.at, step.to, step.h
-        if x0_prev is None:
+        if x0_prev is None or h_prev is None:
             D = p.x0
         else:
             r = h_prev / h

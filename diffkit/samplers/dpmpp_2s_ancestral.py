@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from diffkit.samplers.noise import ancestral_split
-from diffkit.samplers.options import check_eta
+from diffkit.samplers.options import check_eta, check_noise_sampler
 from diffkit.samplers.run import SamplerRun
 
 
@@ -30,7 +30,7 @@ def sample_dpmpp_2s_ancestral(
     one, as k-diffusion's default randn_like(x) under ``torch.manual_seed`` (seed
     compatible); or from ``noise_sampler(lambda_t, lambda_n)``.
     """
-    eta = check_eta("dpmpp_2s_ancestral", eta)
+    eta, noise_sampler = check_eta("dpmpp_2s_ancestral", eta), check_noise_sampler("dpmpp_2s_ancestral", noise_sampler)
     run = SamplerRun("dpmpp_2s_ancestral", eps_model, x, schedule, timesteps, generator=generator,
                      callback=callback, cond=cond)
     splits = [ancestral_split(math.exp(-s.at.lam), math.exp(-s.to.lam), eta) for s in run.steps[:-1]]

@@ -6,7 +6,7 @@ import math
 
 from diffkit.samplers.brownian import brownian_for
 from diffkit.samplers.noise import ancestral_split
-from diffkit.samplers.options import check_eta
+from diffkit.samplers.options import check_eta, check_fraction, check_noise_sampler
 from diffkit.samplers.run import SamplerRun
 
 
@@ -28,9 +28,8 @@ def sample_dpmpp_sde(
     NFE = 2 steps - 1. Noise defaults to a :class:`BrownianNoise` seeded from
     ``generator``: the same seed gives consistent samples across step counts.
     """
-    eta = check_eta("dpmpp_sde", eta)
-    if not 0.0 < r < 1.0:
-        raise ValueError(f"dpmpp_sde: r must lie in (0, 1), got {r!r}")
+    eta, noise_sampler = check_eta("dpmpp_sde", eta), check_noise_sampler("dpmpp_sde", noise_sampler)
+    r = check_fraction("dpmpp_sde", "r", r)
     run = SamplerRun("dpmpp_sde", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     if noise_sampler is None and eta > 0:
         noise_sampler = brownian_for(x, schedule, generator)

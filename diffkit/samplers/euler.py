@@ -21,7 +21,7 @@ def sample_euler(eps_model, x, schedule, timesteps, *, generator=None, callback=
     alpha_t). The final step to sigma = 0 is the data prediction.
     ``generator`` is accepted for the common signature and unused.
     """
-    run = SamplerRun("euler", eps_model, x, schedule, timesteps, callback=callback, cond=cond)
+    run = SamplerRun("euler", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
     for step in run.steps:
         p = run.predict(x, step)
         if step.final:  # to the data (sigma = 0): the data prediction

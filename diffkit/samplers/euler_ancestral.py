@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from diffkit.samplers.noise import ancestral_split
-from diffkit.samplers.options import check_eta
+from diffkit.samplers.options import check_eta, check_noise_sampler
 from diffkit.samplers.run import SamplerRun
 
 
@@ -29,7 +29,7 @@ def sample_euler_ancestral(
     compatible; with a float64 model also k-diffusion's default under
     ``torch.manual_seed``); or from ``noise_sampler(lambda_t, lambda_n)``.
     """
-    eta = check_eta("euler_ancestral", eta)
+    eta, noise_sampler = check_eta("euler_ancestral", eta), check_noise_sampler("euler_ancestral", noise_sampler)
     run = SamplerRun("euler_ancestral", eps_model, x, schedule, timesteps, generator=generator, callback=callback,
                      cond=cond)
     for step in run.steps:

@@ -46,7 +46,7 @@ def sample_heun(
     hats = dict(zip(lam_hat, run.points_at_lambda(list(lam_hat.values()))))
     for step in run.steps:
         z = run.randn(run.dtype) if s_churn > 0 else None
-        if step.i in hats:
+        if step.i in hats and z is not None:  # churn: s_churn > 0, so z was drawn
             now, hat = step.at, hats[step.i]
             q = math.exp(hat.lam - now.lam)
             x = (hat.sigma / now.sigma) * q * LinComb.of(x) + hat.sigma * math.sqrt((1 - q) * (1 + q)) * s_noise * z

@@ -25,11 +25,6 @@ from diffkit.kernels.lincomb import combine
 
 
 
-def _is_number(value: object) -> bool:
-    """A Python (or NumPy float64) number: host scalars only, never a tensor or a bool."""
-    return isinstance(value, (float, int)) and not isinstance(value, bool)
-
-
 class LinComb:
     """sum_i c_i * tensor_i, lazy; ``terms`` is a tuple of (float coefficient, tensor) pairs."""
 
@@ -69,7 +64,7 @@ class LinComb:
     __radd__ = __add__
 
     def __mul__(self, scale: object) -> LinComb:
-        if scale.__class__ is not float and not _is_number(scale):
+        if not isinstance(scale, (float, int)) or isinstance(scale, bool):
             if isinstance(scale, (LinComb, torch.Tensor)):
                 raise TypeError("a product of two tensors is not linear; scale a LinComb by a Python number")
             return NotImplemented
@@ -91,7 +86,7 @@ class LinComb:
         return -self + other
 
     def __truediv__(self, scale: object) -> LinComb:
-        if not _is_number(scale):
+        if not isinstance(scale, (float, int)) or isinstance(scale, bool):
             return NotImplemented
         return self * (1.0 / scale)
 

@@ -115,6 +115,11 @@ class ModelCalls:
             raise ValueError(f"{self.name}: {err} ({_where(step, at)})") from None
         return Prediction(LinComb(((1.0, x),)), _combination(c, x, d, out), _combination(a, x, b, out), out.dtype)
 
+    def record_start(self, x: torch.Tensor) -> None:
+        """Check x_T with the model outputs (no extra synchronisation): NaN/inf there is the caller's."""
+        self._sums.append(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))
+        self._where.append((-1, float("nan")))
+
     def check_finite(self) -> None:
         """Raise, naming the first step and t, if any model output was non-finite (one sync, after the loop)."""
         if not self._sums or self.device.type == "meta":  # meta tensors hold no values to check
@@ -124,4 +129,6 @@ class ModelCalls:
         ok = torch.isfinite(torch.stack(self._sums)).cpu()
         if not bool(ok.all()):
             step, t = self._where[int((~ok).nonzero()[0])]
+            if step < 0:
+                raise ValueError(f"{self.name}: x (the starting noise x_T) holds non-finite values (NaN/inf)")
             raise ValueError(f"{self.name}: the model returned non-finite values (NaN/inf) at step {step}, t={t:.4g}")

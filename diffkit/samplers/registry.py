@@ -10,14 +10,18 @@ from typing import Any
 
 from diffkit.samplers.ddim import sample_ddim
 from diffkit.samplers.ddpm import sample_ddpm
+from diffkit.samplers.deis import sample_deis
 from diffkit.samplers.dpmpp_2m import sample_dpmpp_2m
 from diffkit.samplers.dpmpp_2m_sde import sample_dpmpp_2m_sde
 from diffkit.samplers.dpmpp_2s_ancestral import sample_dpmpp_2s_ancestral
+from diffkit.samplers.dpmpp_3m import sample_dpmpp_3m
 from diffkit.samplers.dpmpp_3m_sde import sample_dpmpp_3m_sde
 from diffkit.samplers.dpmpp_sde import sample_dpmpp_sde
 from diffkit.samplers.euler import sample_euler
 from diffkit.samplers.euler_ancestral import sample_euler_ancestral
 from diffkit.samplers.heun import sample_heun
+from diffkit.samplers.ipndm import sample_ipndm
+from diffkit.samplers.unipc import sample_unipc
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,21 @@ SAMPLERS: MappingProxyType = MappingProxyType(
             _info("dpmpp_2s_ancestral", sample_dpmpp_2s_ancestral,
                   "DPM-Solver++(2S) ancestral: 2nd-order single-step solver with ancestral noise",
                   {"eta": 1.0, "noise_sampler": None}, stochastic=True, evals_per_step=2),
-            _info("dpmpp_3m_sde", sample_dpmpp_3m_sde, "DPM-Solver++(3M) SDE: three-step multistep SDE solver",
-                  {"eta": 1.0, "noise_sampler": None}, stochastic=True),
+            _info("dpmpp_3m_sde", sample_dpmpp_3m_sde,
+                  "DPM-Solver++(3M) SDE: three-step multistep SDE solver; variant exact|published (k-diffusion)",
+                  {"eta": 1.0, "noise_sampler": None, "variant": "published"}, stochastic=True),
+            _info("dpmpp_3m", sample_dpmpp_3m,
+                  "DPM-Solver++(3M) (Lu et al. 2022): 3rd-order multistep; variant exact|published (diffusers)",
+                  {"variant": "exact"}),
+            _info("unipc", sample_unipc,
+                  "UniPC (Zhao et al. 2023): multistep predictor-corrector; order 1-3, variant bh1|bh2",
+                  {"order": 2, "variant": "bh2", "corrector": True}),
+            _info("ipndm", sample_ipndm,
+                  "iPNDM (Zhang & Chen 2022): Adams-Bashforth on eps in sigma_k; order 1-4, variant variable|fixed",
+                  {"order": 4, "variant": "variable"}),
+            _info("deis", sample_deis,
+                  "DEIS (Zhang & Chen 2022): eps extrapolated in time; order 1-3, variant tab|logrho (diffusers)",
+                  {"order": 3, "variant": "tab"}),
         )
     }
 )

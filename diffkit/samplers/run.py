@@ -58,8 +58,9 @@ class SamplerRun:
         self.name, self.schedule, self.generator, self.callback = name, schedule, generator, callback
         self.steps: tuple[Step, ...] = make_steps(schedule, timesteps)
         # Noise only on the way down: a stochastic step up in noise is not a sampler's.
-        self.denoising = self.steps[0].to is None or self.steps[0].to.t < self.steps[0].at.t
+        self.denoising = self.steps[0].to.t < self.steps[0].at.t
         self.calls = ModelCalls(name, eps_model, x, cond)
+        self.calls.record_start(x)
         self.workspace = Workspace()
         self.x_T, self.dtype = x, state_dtype(x)
         self._step = 0

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffkit.schedules.base import Schedule
+from diffkit.schedules.base import Schedule, check_schedule
 
 TimestepsLike = Sequence[float] | np.ndarray | torch.Tensor
 
@@ -38,20 +38,24 @@ class Point:
     lam: float
 
 
+# Where the final step goes: the data, sigma = 0 (alpha = 1 there in every family: x_0 is x0 itself).
+DATA = Point(t=-math.inf, alpha=1.0, sigma=0.0, lam=math.inf)
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
-    """Step ``i`` from ``at`` to ``to``; the final step (``to`` is None) goes to the data, sigma = 0.
+    """Step ``i`` from ``at`` to ``to``; the final step goes to the data (``to`` is :data:`DATA`, sigma = 0).
 
-    ``h`` > 0 when denoising, < 0 on the way up (inversion); inf from zero SNR.
+    ``h`` > 0 when denoising, < 0 on the way up (inversion); inf from zero SNR and on the final step.
     """
 
     i: int
     at: Point
-    to: Point | None
+    to: Point
 
     @property
     def final(self) -> bool:
-        return self.to is None
+        return self.to is DATA
 
     @property
     def h(self) -> float:
@@ -85,6 +89,7 @@ class Grid:
 
 def check_timesteps(schedule: Schedule, timesteps: TimestepsLike) -> tuple[float, ...]:
     """Visited timesteps as floats: a non-empty, strictly decreasing 1-D sequence within [t_min, t_max]."""
+    check_schedule(schedule)
     if isinstance(timesteps, Grid):
         return check_grid(schedule, timesteps).t
     if isinstance(timesteps, torch.Tensor):
@@ -146,4 +151,4 @@ def _steps(schedule: Schedule, t: tuple[float, ...], end: float | None) -> tuple
     if any(not (p.sigma > 0 and p.alpha >= 0 and not math.isnan(p.lam)) for p in points):
         raise ValueError("visited timesteps need sigma > 0 (the data, sigma = 0, is reached by the final step)")
     visited = len(points) if end is None else len(points) - 1
-    return tuple(Step(i, points[i], points[i + 1] if i + 1 < len(points) else None) for i in range(visited))
+    return tuple(Step(i, points[i], points[i + 1] if i + 1 < len(points) else DATA) for i in range(visited))

@@ -19,6 +19,7 @@ the storage-reference count is unavailable (the check would be blind).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import torch
 
@@ -26,14 +27,16 @@ import torch
 # faults and reuse would only add its checks (glibc's default mmap threshold, 128 KiB).
 REUSE_MIN_BYTES = 128 * 1024
 
-_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
+_storage_use_count: Callable[[int], int] | None = getattr(torch._C, "_storage_Use_Count", None)
 
 
 def _references(buffers: list[torch.Tensor]) -> list[tuple[int, int]]:
     """(Python references, storage references) of each buffer, counted the way :meth:`Workspace.empty` counts."""
+    use_count = _storage_use_count
+    assert use_count is not None  # only called where the counter exists
     counts = []
     for buffer in buffers:
-        counts.append((sys.getrefcount(buffer), _storage_use_count(buffer.untyped_storage()._cdata)))
+        counts.append((sys.getrefcount(buffer), use_count(buffer.untyped_storage()._cdata)))
     return counts
 
 

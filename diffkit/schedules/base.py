@@ -22,11 +22,14 @@ through :meth:`Schedule.native_timesteps`.
 from __future__ import annotations
 
 import math
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
 
 TimeLike = float | np.ndarray | torch.Tensor
+# An accessor returns the kind it is given: float -> float, ndarray -> ndarray, tensor -> tensor.
+TimeT = TypeVar("TimeT", float, np.ndarray, torch.Tensor)
 
 
 def to_tensor(value: TimeLike) -> torch.Tensor:
@@ -36,21 +39,23 @@ def to_tensor(value: TimeLike) -> torch.Tensor:
     return torch.as_tensor(np.asarray(value, dtype=np.float64))
 
 
-def like(result: torch.Tensor, original: TimeLike) -> TimeLike:
+def like(result: torch.Tensor, original: TimeT) -> TimeT:
     """``result`` as the kind of ``original``: tensor, NumPy array or float."""
     if isinstance(original, torch.Tensor):
-        return result
+        return cast(TimeT, result)
     if isinstance(original, np.ndarray):
-        return result.numpy()
-    return float(result)
+        return cast(TimeT, result.numpy())
+    return cast(TimeT, float(result))
 
 
 class Schedule:
     """Base of every schedule family: subclasses are frozen dataclasses implementing the abstract accessors."""
 
-    # The family's own spacing: timesteps() without a spacing, and diffkit.sample where the sampler's default
-    # does not exist for this schedule (spacing.default_spacing).
-    default_spacing = "karras"
+    @property
+    def default_spacing(self) -> str:
+        """The family's own spacing: timesteps() without a spacing, and diffkit.sample where the sampler's
+        default does not exist for this schedule (spacing.default_spacing)."""
+        return "karras"
 
     @property
     def t_min(self) -> float:
@@ -62,19 +67,19 @@ class Schedule:
         """The noisiest time, where sampling starts (alpha may be 0 there)."""
         raise NotImplementedError
 
-    def alpha(self, t: TimeLike) -> TimeLike:
+    def alpha(self, t: TimeT) -> TimeT:
         """Signal scale alpha(t)."""
         raise NotImplementedError
 
-    def sigma(self, t: TimeLike) -> TimeLike:
+    def sigma(self, t: TimeT) -> TimeT:
         """Noise scale sigma(t) > 0."""
         raise NotImplementedError
 
-    def lambda_(self, t: TimeLike) -> TimeLike:
+    def lambda_(self, t: TimeT) -> TimeT:
         """Half log-SNR lambda(t) = log(alpha / sigma); -inf where alpha = 0."""
         raise NotImplementedError
 
-    def t_from_lambda(self, lam: TimeLike) -> TimeLike:
+    def t_from_lambda(self, lam: TimeT) -> TimeT:
         """Inverse of :meth:`lambda_`, clamped to [t_min, t_max]."""
         raise NotImplementedError
 
@@ -86,11 +91,11 @@ class Schedule:
 
     # -- derived -----------------------------------------------------------------------
 
-    def sigma_k(self, t: TimeLike) -> TimeLike:
+    def sigma_k(self, t: TimeT) -> TimeT:
         """k-diffusion's sigma_k(t) = sigma_t / alpha_t = exp(-lambda); inf where alpha = 0."""
         return like(torch.exp(-to_tensor(self.lambda_(to_tensor(t)))), t)
 
-    def t_from_sigma_k(self, sigma_k: TimeLike) -> TimeLike:
+    def t_from_sigma_k(self, sigma_k: TimeT) -> TimeT:
         """Inverse of :meth:`sigma_k`, clamped to [t_min, t_max]."""
         return like(to_tensor(self.t_from_lambda(-torch.log(to_tensor(sigma_k)))), sigma_k)
 
@@ -120,6 +125,14 @@ class Schedule:
         return alpha * x0 + sigma * noise.to(x0.dtype)
 
 
+def check_schedule(schedule: object) -> Schedule:
+    """``schedule`` if it is a :class:`Schedule`, else TypeError saying what is allowed."""
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a diffkit schedule (e.g. diffkit.schedules.Linear()), "
+                        f"got {type(schedule).__name__}")
+    return schedule
+
+
 def log_alpha_sigma(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log alpha, log sigma) of the variance-preserving process at half log-SNR ``lam``; exact at +-inf.
 
@@ -131,10 +144,8 @@ def log_alpha_sigma(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def check_positive_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> None:
     """ValueError unless ``value`` is an integer in [minimum, maximum]."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
-    if ok and maximum is not None and value > maximum:
-        ok = False
-    if not ok:
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum
+            or (maximum is not None and value > maximum)):
         limit = f" and <= {maximum:,}" if maximum is not None else ""
         raise ValueError(f"{name} must be an integer >= {minimum}{limit}, got {value!r}")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffkit.schedules.base import Schedule, TimeLike, like, to_tensor
+from diffkit.schedules.base import Schedule, TimeT, like, to_tensor
 
 CONTINUOUS_SPACINGS = ("linspace",)
 
@@ -57,20 +57,20 @@ class ContinuousVP(Schedule):
         """m(t) = -log alpha(t)."""
         return 0.25 * (self.beta_max - self.beta_min) * t * t + 0.5 * self.beta_min * t
 
-    def alpha(self, t: TimeLike) -> TimeLike:
+    def alpha(self, t: TimeT) -> TimeT:
         """alpha(t) = exp(-m(t))."""
         return like(torch.exp(-self._m(to_tensor(t))), t)
 
-    def sigma(self, t: TimeLike) -> TimeLike:
+    def sigma(self, t: TimeT) -> TimeT:
         """sigma(t) = sqrt(1 - exp(-2 m(t))), through expm1 (accurate at small t)."""
         return like(torch.sqrt(-torch.expm1(-2.0 * self._m(to_tensor(t)))), t)
 
-    def lambda_(self, t: TimeLike) -> TimeLike:
+    def lambda_(self, t: TimeT) -> TimeT:
         """lambda(t) = -m - log(1 - e^{-2m}) / 2."""
         m = self._m(to_tensor(t))
         return like(-m - 0.5 * torch.log(-torch.expm1(-2.0 * m)), t)
 
-    def t_from_lambda(self, lam: TimeLike) -> TimeLike:
+    def t_from_lambda(self, lam: TimeT) -> TimeT:
         """The closed-form inverse of the module docstring, clamped to [t_min, 1]."""
         x = -2.0 * to_tensor(lam)
         L = torch.logaddexp(torch.zeros_like(x), x)  # log(1 + e^{-2 lambda}), without overflow

@@ -27,9 +27,12 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from diffkit.schedules.base import Schedule, TimeLike, check_positive_int, like, log_alpha_sigma, to_tensor
+from diffkit.schedules.base import Schedule, TimeT, check_positive_int, like, log_alpha_sigma, to_tensor
 
-MAX_TRAIN_TIMESTEPS = 1_000_000  # tables are T float64 values; beyond this a typo, not a schedule
+# Upper bound on T, checked before any table is built: the tables cost ~32 bytes per timestep, so a
+# stored schedule cannot ask for gigabytes (num_train_timesteps=10**9 in a file's metadata). Trained
+# models use T = 1000 to 4000.
+MAX_TRAIN_TIMESTEPS = 100_000
 DISCRETE_SPACINGS = ("leading", "trailing", "linspace")
 
 
@@ -103,7 +106,7 @@ class DiscreteVP(Schedule):
 
     # -- the contract ------------------------------------------------------------------
 
-    def lambda_(self, t: TimeLike) -> TimeLike:
+    def lambda_(self, t: TimeT) -> TimeT:
         """Half log-SNR lambda(t) = -log sigma_k(t), by the interpolation rule of the module docstring."""
         tt = to_tensor(t)
         table = self._log_sigma_k.to(tt.device)
@@ -120,19 +123,19 @@ class DiscreteVP(Schedule):
             outer = torch.log(alpha) - 0.5 * torch.log1p(-alpha * alpha)
         return like(torch.where(last, outer, inner), t)
 
-    def alpha(self, t: TimeLike) -> TimeLike:
+    def alpha(self, t: TimeT) -> TimeT:
         """alpha(t) = sqrt(sigmoid(2 lambda)); exactly 0 at T-1 with zero terminal SNR."""
         return like(log_alpha_sigma(to_tensor(self.lambda_(to_tensor(t))))[0].exp(), t)
 
-    def sigma(self, t: TimeLike) -> TimeLike:
+    def sigma(self, t: TimeT) -> TimeT:
         """sigma(t) = sqrt(1 - abar(t)) = sqrt(sigmoid(-2 lambda)), accurate at both ends."""
         return like(log_alpha_sigma(to_tensor(self.lambda_(to_tensor(t))))[1].exp(), t)
 
-    def abar(self, t: TimeLike) -> TimeLike:
+    def abar(self, t: TimeT) -> TimeT:
         """abar(t) = alpha_t^2 = sigmoid(2 lambda)."""
         return like(torch.sigmoid(2.0 * to_tensor(self.lambda_(to_tensor(t)))), t)
 
-    def t_from_lambda(self, lam: TimeLike) -> TimeLike:
+    def t_from_lambda(self, lam: TimeT) -> TimeT:
         """Inverse of :meth:`lambda_`, clamped to [0, T-1]."""
         ls = -to_tensor(lam)
         table = self._log_sigma_k.to(ls.device)
@@ -147,7 +150,7 @@ class DiscreteVP(Schedule):
             t = torch.where(ls > finite[-1], (T - 2) + (1.0 - alpha / self._last_alpha).clamp(0, 1), t)
         return like(t, lam)
 
-    def t_from_sigma(self, sigma: TimeLike) -> TimeLike:
+    def t_from_sigma(self, sigma: TimeT) -> TimeT:
         """Inverse of :meth:`sigma` (sigma in (0, 1]), clamped to [0, T-1]."""
         s = to_tensor(sigma)
         lam = 0.5 * torch.log1p(-s * s) - torch.log(s)
@@ -161,15 +164,26 @@ class DiscreteVP(Schedule):
         return "trailing" if self.rescale_zero_terminal_snr else "karras"
 
     def native_timesteps(self, steps: int, spacing: str) -> np.ndarray | None:
-        """diffusers' integer grids (see :mod:`diffkit.schedules.spacing`); None for other spacings."""
-        if spacing not in DISCRETE_SPACINGS:
+        """diffusers' integer grids, and ComfyUI's simple and beta on integer timesteps (see
+        :mod:`diffkit.schedules.spacing`); None for other spacings, and for beta where rounding would repeat."""
+        if spacing == "beta":
+            from diffkit.schedules.spacing import beta_fractions  # spacing imports this module
+
+            t = np.rint(beta_fractions(steps) * (self.num_train_timesteps - 1))
+            return t if steps == 1 or np.all(np.diff(t) < 0) else None
+        if spacing not in DISCRETE_SPACINGS + ("simple",):
             return None
+        if spacing == "leading" and steps == 1:
+            raise ValueError("spacing 'leading' with steps=1 visits only t=0, so the sample would be the starting "
+                             "noise; use steps >= 2 or another spacing (trailing, linspace, karras, logsnr)")
         T = self.num_train_timesteps
         if steps > T:
             raise ValueError(f"spacing {spacing!r} visits integer timesteps: steps must be <= T={T}, got {steps}")
+        k = np.arange(steps, dtype=np.float64)
+        if spacing == "simple":  # ComfyUI: sigmas[-(1 + int(k * (T / steps)))], rounding as it rounds
+            return (T - 1) - np.floor(k * (T / steps))
         if steps == T:
             return np.arange(T - 1, -1, -1, dtype=np.float64)
-        k = np.arange(steps, dtype=np.float64)
         if spacing == "leading":
             return (k * (T // steps))[::-1].copy()
         if spacing == "trailing":
@@ -177,7 +191,14 @@ class DiscreteVP(Schedule):
         return np.round(np.linspace(0, T - 1, steps + 1))[::-1][:-1].copy()
 
 
+def _check_real(name: str, field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: {field} must be a real number, got {type(value).__name__} {value!r}")
+
+
 def _check_beta_range(name: str, beta_start: float, beta_end: float) -> None:
+    _check_real(name, "beta_start", beta_start)
+    _check_real(name, "beta_end", beta_end)
     if not (0.0 < beta_start < beta_end < 1.0):
         raise ValueError(
             f"{name}: need 0 < beta_start < beta_end < 1, got beta_start={beta_start!r}, beta_end={beta_end!r}"
@@ -232,6 +253,8 @@ class Cosine(DiscreteVP):
 
     def __post_init__(self) -> None:
         self._check_num_train_timesteps()
+        _check_real("Cosine", "s", self.s)
+        _check_real("Cosine", "max_beta", self.max_beta)
         if not (math.isfinite(self.s) and self.s >= 0):
             raise ValueError(f"Cosine: s must be a finite number >= 0, got {self.s!r}")
         if not (0.0 < self.max_beta < 1.0):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffkit.schedules.base import Schedule, TimeLike, check_finite_positive, like, to_tensor
+from diffkit.schedules.base import Schedule, TimeT, check_finite_positive, like, to_tensor
 
 
 @dataclass(frozen=True)
@@ -45,18 +45,18 @@ class EDM(Schedule):
     def t_max(self) -> float:
         return float(self.sigma_max)
 
-    def alpha(self, t: TimeLike) -> TimeLike:
+    def alpha(self, t: TimeT) -> TimeT:
         """alpha = 1."""
         return like(torch.ones_like(to_tensor(t)), t)
 
-    def sigma(self, t: TimeLike) -> TimeLike:
+    def sigma(self, t: TimeT) -> TimeT:
         """sigma(t) = t."""
         return like(to_tensor(t), t)
 
-    def lambda_(self, t: TimeLike) -> TimeLike:
+    def lambda_(self, t: TimeT) -> TimeT:
         """lambda(t) = -log t."""
         return like(-torch.log(to_tensor(t)), t)
 
-    def t_from_lambda(self, lam: TimeLike) -> TimeLike:
+    def t_from_lambda(self, lam: TimeT) -> TimeT:
         """t = exp(-lambda), clamped to [sigma_min, sigma_max]."""
         return like(torch.exp(-to_tensor(lam)).clamp(self.t_min, self.t_max), lam)

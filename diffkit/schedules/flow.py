@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffkit.schedules.base import Schedule, TimeLike, check_finite_positive, check_positive_int, like, to_tensor
+from diffkit.schedules.base import Schedule, TimeT, check_finite_positive, check_positive_int, like, to_tensor
 
 FLOW_SPACINGS = ("shifted",)
 MAX_FLOW_TIMESTEPS = 1_000_000  # T scales the model time only; beyond this a typo
@@ -86,7 +86,7 @@ class FlowMatch(Schedule):
         """The shift s of the ``shifted`` grid: ``shift``, or exp(mu) with dynamic shifting."""
         return float(self.shift) if self.mu is None else math.exp(self.mu)
 
-    def shifted(self, u: np.ndarray) -> np.ndarray:
+    def shifted(self, u: TimeT) -> TimeT:
         """shift(u) = s u / (1 + (s - 1) u) with s = :attr:`grid_shift` (u, shift(u) in [0, 1])."""
         s = self.grid_shift
         return s * u / (1.0 + (s - 1.0) * u)
@@ -95,26 +95,26 @@ class FlowMatch(Schedule):
     def t_min(self) -> float:
         """T shift(1/T): the least noisy time of the shifted training table (diffusers' ``sigmas[-1]``)."""
         T = self.num_train_timesteps
-        return float(T * self.shifted(np.float64(1.0 / T)))
+        return float(T * self.shifted(1.0 / T))
 
     @property
     def t_max(self) -> float:
         return float(self.num_train_timesteps)
 
-    def sigma(self, t: TimeLike) -> TimeLike:
+    def sigma(self, t: TimeT) -> TimeT:
         """sigma(t) = t / T."""
         return like(to_tensor(t) / self.num_train_timesteps, t)
 
-    def alpha(self, t: TimeLike) -> TimeLike:
+    def alpha(self, t: TimeT) -> TimeT:
         """alpha(t) = 1 - t / T; exactly 0 at t = T."""
         return like(1.0 - to_tensor(t) / self.num_train_timesteps, t)
 
-    def lambda_(self, t: TimeLike) -> TimeLike:
+    def lambda_(self, t: TimeT) -> TimeT:
         """lambda(t) = log(1 - sigma) - log(sigma); -inf at t = T."""
         s = to_tensor(t) / self.num_train_timesteps
         return like(torch.log1p(-s) - torch.log(s), t)
 
-    def t_from_lambda(self, lam: TimeLike) -> TimeLike:
+    def t_from_lambda(self, lam: TimeT) -> TimeT:
         """t = T sigmoid(-lambda) (sigma = 1 / (1 + e^lambda)), clamped to [t_min, T]."""
         t = self.num_train_timesteps * torch.sigmoid(-to_tensor(lam))
         return like(t.clamp(self.t_min, self.t_max), lam)

@@ -1,25 +1,53 @@
 """Which timesteps a sampler visits: a function of (schedule, steps, spacing), not a schedule flag.
 
-Every spacing returns ``steps`` strictly decreasing float64 timesteps in the
-schedule's domain [t_min, t_max]; samplers visit them in order and then take one
-final step to the data (sigma = 0). No duplicates, ever. ``karras`` and ``logsnr``
-exist for every schedule (through lambda(t)); a family adds its own grids
-(``Schedule.native_timesteps``), e.g. the discrete schedules' integer grids:
+Every spacing returns ``steps`` strictly decreasing float64 timesteps t_0 > ... > t_{N-1}
+(N = steps) in the schedule's domain [t_min, t_max]; samplers visit them in order and then
+take one final step to the data (sigma = 0). No duplicates, ever: a grid that would repeat a
+timestep is repaired where its definition says how, and refused with a ValueError otherwise.
+
+Generic spacings, defined for every schedule through its time t, lambda(t) and [t_min, t_max]:
+
+- ``karras``       sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho, rho = 7, in
+                   k-diffusion's sigma_k = exp(-lambda) between sigma_k(t_max) and sigma_k(t_min)
+                   (Karras et al. 2022, eq. 5), mapped back to fractional t.
+- ``logsnr``       lambda uniform between lambda(t_max) and lambda(t_min) (DPM-Solver's "logSNR").
+- ``time_uniform`` the same rho family in the schedule's own time:
+                   t_i = (t_max^(1/rho) + i/(N-1) (t_min^(1/rho) - t_max^(1/rho)))^rho, rho = 1 by default
+                   (uniform in t: DPM-Solver's "time_uniform", EDM's VP discretisation, Karras et al.
+                   2022 Table 1; rho = 2 is DPM-Solver's "time_quadratic"; diff-sampler's
+                   ``time_uniform`` applies the same rho to the VP time). On a family whose time is
+                   sigma itself (EDM), time_uniform with rho = 7 is karras.
+- ``sgm_uniform``  t_i = t_max - i (t_max - t_min) / N: N points of linspace(t_max, t_min, N + 1), the last
+                   dropped (ComfyUI ``normal_scheduler(sgm=True)`` in comfy/samplers.py). ComfyUI
+                   interpolates log sigma linearly between integer timesteps, as DiscreteVP does, so
+                   the grids are equal.
+- ``simple``       ComfyUI ``simple_scheduler``: every (T/N)-th entry of the model's table from the top,
+                   t_i = (T - 1) - floor(i T / N) on DiscreteVP's integer timesteps (steps <= T). A
+                   family without an integer table renders it continuously, t_i = t_max - i (t_max -
+                   t_min) / N, which is sgm_uniform's grid.
+- ``beta``         ComfyUI ``beta_scheduler`` (after Lee et al. 2024, "Beta Sampling is All You Need",
+                   arXiv:2407.12173): q_i = F^-1(1 - i/N) with F the Beta(0.6, 0.6) CDF, t_i = t_min + q_i
+                   (t_max - t_min); steps cluster at both ends. DiscreteVP rounds to integer timesteps as
+                   ComfyUI does (rint(q_i (T - 1))); where rounding would repeat a timestep (ComfyUI
+                   then drops the repeats and samples fewer steps) the grid stays fractional.
+
+karras and logsnr space sigma_k or lambda between the ends, so a schedule at zero terminal
+SNR (lambda(t_max) = -inf) refuses them, naming the spacings that work; the time-based
+spacings start at t_max itself, where samplers take their first step from pure noise.
+
+A family adds its own grids (``Schedule.native_timesteps``); DiscreteVP's, on integer timesteps
+(diffusers' names), need steps <= T and return the full grid T-1..0 at steps == T:
 
 - ``leading``  : k * (T // steps) for k = steps-1..0            (diffusers "leading", steps_offset=0)
 - ``trailing`` : round(T - k * T / steps) - 1 for k = 0..steps-1  (diffusers "trailing")
 - ``linspace`` : round(linspace(0, T-1, steps+1))[::-1][:-1]      (diffusers DPM-Solver "linspace")
-- ``karras``   : sigma_k ramp of Karras et al. 2022 (eq. 5, rho=7) between sigma_k(T-1) and
-                 sigma_k(0), mapped back to fractional t
-- ``logsnr``   : lambda uniform between lambda(T-1) and lambda(0) (DPM-Solver's "logSNR"), fractional t
 
-The discrete spacings need steps <= T; at steps == T they all return the full
-grid T-1..0. With linspace/trailing the last visited timestep is about T/steps,
-and the final jump from it to the data (one step for every solver) errs by about
-c * sigma_k(T/steps)^2, which tends to c' / steps: every solver is eventually
-first order there, whatever its own order (measured in tests/test_samplers.py).
-"leading" also starts below T-1 once steps > T/2. karras and logsnr refine the
-whole path down to t = 0, where second-order solvers show their order.
+With linspace/trailing (and sgm_uniform, simple, beta) the last visited timestep is well above
+t_min, and the final jump from it to the data (one step for every solver) errs by about
+c * sigma_k(t_{N-1})^2: with t_{N-1} ~ T/N every solver is eventually first order there,
+whatever its own order (measured in tests/test_samplers.py). "leading" also starts below T-1
+once steps > T/2. karras, logsnr and time_uniform end at t_min, where second-order solvers
+show their order.
 
 Other families' own grids: ``shifted`` for flow matching (uniform in the unshifted
 time, then shifted; :mod:`diffkit.schedules.flow`) and ``linspace`` for the continuous
@@ -31,11 +59,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffkit.schedules.base import Schedule, check_positive_int
+from diffkit.schedules.base import Schedule, check_positive_int, check_schedule
 from diffkit.schedules.discrete import DISCRETE_SPACINGS
 
-GENERIC_SPACINGS = ("karras", "logsnr")  # defined for every schedule through lambda(t)
+GENERIC_SPACINGS = ("karras", "logsnr", "time_uniform", "sgm_uniform", "simple", "beta")  # every schedule
 SPACINGS = DISCRETE_SPACINGS + GENERIC_SPACINGS
+DEFAULT_RHO = {"karras": 7.0, "time_uniform": 1.0}  # the spacings with a rho, and its default
+BETA_SHAPE = (0.6, 0.6)  # ComfyUI's beta_scheduler defaults (alpha, beta)
+# Upper bound on steps, checked before the arrays (and a sampler's per-step tables, ~150 bytes a step)
+# are built: 100x the 1,000 steps of a full DDPM run.
+MAX_STEPS = 100_000
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> np.ndarray:
@@ -47,9 +80,17 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7
     return (hi + ramp * (lo - hi)) ** rho
 
 
+def beta_fractions(steps: int) -> np.ndarray:
+    """ComfyUI's beta spacing as fractions of the time range: F^-1(1 - i/N), Beta(0.6, 0.6), i = 0..N-1."""
+    from scipy.stats import beta  # imported on use: SciPy costs a second of start-up
+
+    return beta.ppf(1.0 - np.arange(steps) / steps, *BETA_SHAPE)
+
+
 def spacings(schedule: Schedule) -> tuple[str, ...]:
     """The spacings ``schedule`` supports: its own grids, then the generic ones."""
-    return tuple(schedule.native_spacings) + GENERIC_SPACINGS
+    own = tuple(schedule.native_spacings)
+    return own + tuple(s for s in GENERIC_SPACINGS if s not in own)
 
 
 def default_spacing(schedule: Schedule, preferred: str | None = None) -> str:
@@ -65,42 +106,65 @@ def default_spacing(schedule: Schedule, preferred: str | None = None) -> str:
     return schedule.default_spacing
 
 
-def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho: float = 7.0) -> np.ndarray:
+def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho: float | None = None) -> np.ndarray:
     """The ``steps`` timesteps to visit, strictly decreasing, in [t_min, t_max] (float64).
 
-    ``spacing`` defaults to the schedule's own (``schedule.default_spacing``).
+    ``spacing`` defaults to the schedule's own (``schedule.default_spacing``); ``rho`` applies to
+    karras (default 7) and time_uniform (default 1).
     """
+    check_schedule(schedule)
     spacing = schedule.default_spacing if spacing is None else spacing
     allowed = spacings(schedule)
     if spacing not in allowed:
         raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(allowed)}")
-    if not (isinstance(rho, (int, float)) and rho > 0):
-        raise ValueError(f"rho must be a number > 0, got {rho!r}")
-    check_positive_int("steps", steps, 1, 1_000_000)
+    if rho is not None and spacing not in DEFAULT_RHO:
+        raise ValueError(f"rho applies to the spacings {', '.join(DEFAULT_RHO)}, not {spacing!r}")
+    rho = DEFAULT_RHO.get(spacing) if rho is None else rho
+    if rho is not None and (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < np.inf):
+        raise ValueError(f"rho must be a finite number > 0, got {rho!r}")
+    check_positive_int("steps", steps, 1, MAX_STEPS)
     native = schedule.native_timesteps(int(steps), spacing)
     if native is not None:
         t = np.asarray(native, dtype=np.float64)
     else:
         t = _generic(schedule, int(steps), spacing, rho)
     if steps > 1 and not np.all(np.diff(t) < 0):
-        raise AssertionError(f"internal error: {spacing} spacing produced non-decreasing timesteps {t}")
+        raise ValueError(f"{spacing} spacing repeats a timestep at steps={steps} on {schedule} (two of its points "
+                         f"round to one float64 number); use fewer steps")
     return t
 
 
-def _generic(schedule: Schedule, steps: int, spacing: str, rho: float) -> np.ndarray:
+def _generic(schedule: Schedule, steps: int, spacing: str, rho: float | None) -> np.ndarray:
+    """The generic spacings; ``rho`` is set (its default filled in) exactly for the spacings that take one."""
     t_min, t_max = schedule.t_min, schedule.t_max
-    lam_hi, lam_lo = float(schedule.lambda_(t_min)), float(schedule.lambda_(t_max))
-    if not np.isfinite(lam_lo):
-        raise ValueError(f"spacing {spacing!r} spaces sigma_k or lambda between the ends, but "
-                         f"{type(schedule).__name__} starts at zero SNR (sigma_k = inf at t_max); "
-                         f"use one of its own spacings: {', '.join(schedule.native_spacings) or 'none'}")
-    if spacing == "karras":
-        t = schedule.t_from_sigma_k(karras_sigmas(np.exp(-lam_hi), np.exp(-lam_lo), steps, rho))
-    else:
-        t = schedule.t_from_lambda(np.linspace(lam_lo, lam_hi, steps))
+    rho = DEFAULT_RHO.get(spacing, 1.0) if rho is None else rho
+    if spacing in ("karras", "logsnr"):
+        t = _in_lambda(schedule, steps, spacing, rho)
+    elif spacing == "time_uniform":
+        if rho != 1 and t_min < 0:
+            raise ValueError(f"time_uniform with rho != 1 needs t_min >= 0; {schedule} has t_min={t_min:g}")
+        ramp = np.linspace(0.0, 1.0, steps) if steps > 1 else np.zeros(1)
+        lo, hi = t_min ** (1 / rho), t_max ** (1 / rho)
+        t = (hi + ramp * (lo - hi)) ** rho
+    elif spacing in ("sgm_uniform", "simple"):
+        t = t_max - np.arange(steps) * ((t_max - t_min) / steps)
+    else:  # beta
+        t = t_min + beta_fractions(steps) * (t_max - t_min)
     t = np.clip(np.asarray(t, dtype=np.float64), t_min, t_max)
-    # Pin the ends exactly (the inverse maps are exact only up to rounding).
+    # Pin the ends exactly (the inverse maps and powers are exact only up to rounding).
     t[0] = t_max
-    if steps > 1:
+    if steps > 1 and spacing in ("karras", "logsnr", "time_uniform"):
         t[-1] = t_min
     return t
+
+
+def _in_lambda(schedule: Schedule, steps: int, spacing: str, rho: float) -> np.ndarray:
+    lam_hi, lam_lo = float(schedule.lambda_(schedule.t_min)), float(schedule.lambda_(schedule.t_max))
+    if not np.isfinite(lam_lo):
+        works = [s for s in spacings(schedule) if s not in ("karras", "logsnr")]
+        raise ValueError(f"spacing {spacing!r} spaces sigma_k or lambda between the ends, but "
+                         f"{type(schedule).__name__} starts at zero SNR (sigma_k = inf at t_max); "
+                         f"use one of: {', '.join(works)}")
+    if spacing == "karras":
+        return schedule.t_from_sigma_k(karras_sigmas(np.exp(-lam_hi), np.exp(-lam_lo), steps, rho))
+    return schedule.t_from_lambda(np.linspace(lam_lo, lam_hi, steps))

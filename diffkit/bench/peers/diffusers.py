@@ -12,8 +12,10 @@ diffusers pipeline loop does::
 and returns the final sample. ``diffusers_scheduler(name, schedule, ...)`` builds
 the scheduler alone and ``diffusers_timesteps(...)`` gives the timesteps at which
 its loop calls the model. Names: the diffkit samplers ddpm, ddim, dpmpp_2m,
-dpmpp_2m_sde, dpmpp_sde, euler and euler_ancestral, plus ``unipc`` and ``dpmpp_3m``
-(dpmpp_3m_sde at eta = 0) as extra references.
+dpmpp_2m_sde, dpmpp_sde, dpmpp_3m (the published third-order update), dpmpp_3m_heun (k-diffusion's
+3M, which dpmpp_3m_sde is at eta = 0),
+unipc, ``deis`` (diffusers' log-rho DEIS, which ends at sigma_k(t=0): it returns that
+state, not the data), and euler and euler_ancestral.
 
 The model receives the scheduler's timestep as a float tensor [B] (float64 when
 x is float64). Schedulers that work in sigma space (DPMSolverSDE, Euler, EulerAncestral) hold
@@ -112,12 +114,19 @@ _PEERS: dict[str, _Peer] = {
                           {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "final_sigmas_type": "zero",
                            "lower_order_final": True}, _SIGMA, "linspace", True, False),
     "dpmpp_sde": _Peer("DPMSolverSDEScheduler", {}, _SIGMA, "linspace", False, True),
-    "unipc": _Peer("UniPCMultistepScheduler", {"final_sigmas_type": "zero"}, _SIGMA, "linspace", False, False),
+    "dpmpp_3m": _Peer("DPMSolverMultistepScheduler",
+                      {"algorithm_type": "dpmsolver++", "solver_order": 3, "final_sigmas_type": "zero",
+                       "lower_order_final": True}, _SIGMA, "linspace", True, False),
+    "unipc": _Peer("UniPCMultistepScheduler", {"final_sigmas_type": "zero", "predict_x0": True}, _SIGMA, "linspace",
+                   False, False),
+    # DEIS (log-rho) has no final_sigmas_type: its last step ends at sigma_k(t=0), not at the data.
+    "deis": _Peer("DEISMultistepScheduler", {"algorithm_type": "deis", "lower_order_final": True}, _SIGMA,
+                  "linspace", False, False),
     "euler": _Peer("EulerDiscreteScheduler", {"final_sigmas_type": "zero"}, _SIGMA, "linspace", True, True),
     "euler_ancestral": _Peer("EulerAncestralDiscreteScheduler", {}, _DISCRETE, "linspace", True, True),
     # The deterministic DPM-Solver++(3M) that dpmpp_3m_sde is at eta = 0 (k-diffusion's second-order
     # warm-up step is the "heun" solver_type; every step but the last to sigma = 0 at full order).
-    "dpmpp_3m": _Peer("DPMSolverMultistepScheduler",
+    "dpmpp_3m_heun": _Peer("DPMSolverMultistepScheduler",
                       {"algorithm_type": "dpmsolver++", "solver_order": 3, "solver_type": "heun",
                        "final_sigmas_type": "zero", "lower_order_final": False}, _SIGMA, "linspace", True, False),
 }
@@ -128,10 +137,13 @@ _OPTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "dpmpp_2m": lambda: {},
     "dpmpp_2m_sde": lambda: {},
     "dpmpp_sde": lambda noise_sampler_seed=None: {"noise_sampler_seed": noise_sampler_seed},
-    "unipc": lambda solver_order=2: {"solver_order": solver_order},
+    "dpmpp_3m": lambda: {},
+    "unipc": lambda solver_order=2, solver_type="bh2", disable_corrector=(): {
+        "solver_order": solver_order, "solver_type": solver_type, "disable_corrector": list(disable_corrector)},
+    "deis": lambda solver_order=3: {"solver_order": solver_order},
     "euler": lambda: {},
     "euler_ancestral": lambda: {},
-    "dpmpp_3m": lambda: {},
+    "dpmpp_3m_heun": lambda: {},
 }
 
 
@@ -148,8 +160,9 @@ def diffusers_scheduler(name: str, schedule: Schedule, *, spacing: str | None = 
     ``spacing`` is a diffkit spacing name (leading/trailing/linspace, or karras for the
     sigma-based schedulers, which sets ``use_karras_sigmas``); None keeps the
     scheduler's default. ``prediction_type`` is the model's, in diffkit's names.
-    Options: ddpm ``variance`` (fixed_small|fixed_large), dpmpp_sde
-    ``noise_sampler_seed``, unipc ``solver_order``.
+    Options: ddpm ``variance`` (fixed_small|fixed_large), dpmpp_sde ``noise_sampler_seed``,
+    unipc ``solver_order``, ``solver_type`` (bh1|bh2) and ``disable_corrector`` (step indices),
+    deis ``solver_order``.
     """
     peer = _peer(name)
     spacing = peer.default_spacing if spacing is None else spacing
@@ -236,7 +249,8 @@ def run_diffusers(
     return x
 
 
-_TABLE_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
+_TABLE_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler",
+                     "DEISMultistepScheduler")
 
 
 def use_float64_tables(scheduler: Any, schedule: Schedule) -> None:
@@ -246,7 +260,7 @@ def use_float64_tables(scheduler: Any, schedule: Schedule) -> None:
     data prediction x0 = x / alpha - sigma_k eps amplifies their rounding by
     sigma_k (about 2e4 at t = T-1 of the cosine schedule), which swamps any
     algorithmic difference. Only for the schedulers at integer timesteps
-    (DDPM, DDIM, DPMSolverMultistep, UniPC); call before ``set_timesteps``.
+    (DDPM, DDIM, DPMSolverMultistep, UniPC, DEISMultistep); call before ``set_timesteps``.
     """
     if type(scheduler).__name__ not in _TABLE_SCHEDULERS:
         raise ValueError(f"float64 tables are supported for {', '.join(_TABLE_SCHEDULERS)}, "
@@ -292,10 +306,12 @@ diffusers_ddim = _make_peer_fn("ddim")
 diffusers_dpmpp_2m = _make_peer_fn("dpmpp_2m")
 diffusers_dpmpp_2m_sde = _make_peer_fn("dpmpp_2m_sde")
 diffusers_dpmpp_sde = _make_peer_fn("dpmpp_sde")
+diffusers_dpmpp_3m = _make_peer_fn("dpmpp_3m")
 diffusers_unipc = _make_peer_fn("unipc")
+diffusers_deis = _make_peer_fn("deis")
 diffusers_euler = _make_peer_fn("euler")
 diffusers_euler_ancestral = _make_peer_fn("euler_ancestral")
-diffusers_dpmpp_3m = _make_peer_fn("dpmpp_3m")
+diffusers_dpmpp_3m_heun = _make_peer_fn("dpmpp_3m_heun")
 
 DIFFUSERS_PEERS: Mapping[str, Callable[..., torch.Tensor]] = types.MappingProxyType({
     "ddpm": diffusers_ddpm,
@@ -303,8 +319,10 @@ DIFFUSERS_PEERS: Mapping[str, Callable[..., torch.Tensor]] = types.MappingProxyT
     "dpmpp_2m": diffusers_dpmpp_2m,
     "dpmpp_2m_sde": diffusers_dpmpp_2m_sde,
     "dpmpp_sde": diffusers_dpmpp_sde,
+    "dpmpp_3m": diffusers_dpmpp_3m,
     "unipc": diffusers_unipc,
+    "deis": diffusers_deis,
     "euler": diffusers_euler,
     "euler_ancestral": diffusers_euler_ancestral,
-    "dpmpp_3m": diffusers_dpmpp_3m,
+    "dpmpp_3m_heun": diffusers_dpmpp_3m_heun,
 })
