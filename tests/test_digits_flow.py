@@ -177,7 +177,7 @@ def test_cli_model_and_checkpoint_are_exclusive(tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     # A spacing the checkpoint's schedule lacks is a one-line error naming the ones it has.
     assert main(["sample", "--checkpoint", str(path), "--spacing", "shifted", "--out", str(tmp_path / "x.png")]) == 2
-    assert "unknown spacing 'shifted' for Linear" in capsys.readouterr().err
+    assert "unknown spacing 'shifted'; allowed: leading" in capsys.readouterr().err
 
 
 def test_embedded_flow_model_draws_recognisable_digits():
