@@ -67,6 +67,22 @@ def prediction_coefficients(kind: str, alpha: float, sigma: float) -> tuple[floa
     raise ValueError(f"unknown prediction type {kind!r}; allowed: {', '.join(PREDICTION_TYPES)}")
 
 
+def prediction_target(kind: str, x0: torch.Tensor, eps: torch.Tensor, alpha: Scale, sigma: Scale) -> torch.Tensor:
+    """What a model predicting ``kind`` should output at x = alpha x0 + sigma eps: its training target.
+
+        epsilon  eps          sample  x0          v_prediction  alpha eps - sigma x0          flow  eps - x0
+    """
+    if kind == "epsilon":
+        return eps
+    if kind == "sample":
+        return x0
+    if kind == "v_prediction":
+        return per_sample(alpha, eps) * eps - per_sample(sigma, x0) * x0
+    if kind == "flow":
+        return eps - x0
+    raise ValueError(f"unknown prediction type {kind!r}; allowed: {', '.join(PREDICTION_TYPES)}")
+
+
 def per_sample(coeff: Scale, x: torch.Tensor) -> Scale:
     """Reshape a [B] coefficient to [B, 1, ..., 1] so it broadcasts against ``x``; floats pass through."""
     if isinstance(coeff, torch.Tensor):

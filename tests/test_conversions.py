@@ -7,7 +7,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffkit.conversions import eps_from_v, eps_from_x0, score_from_eps, v_from_eps, x0_from_eps
+from diffkit.conversions import (
+    PREDICTION_TYPES,
+    eps_from_v,
+    eps_from_x0,
+    prediction_coefficients,
+    prediction_target,
+    score_from_eps,
+    v_from_eps,
+    x0_from_eps,
+)
 from diffkit.models import ClassifierFreeGuidance, EpsFromV, EpsFromX0, GaussianMixture
 from diffkit.schedules import Linear
 
@@ -26,6 +35,22 @@ def test_round_trips(angle, seed):
     v = alpha * eps - sigma * x0
     torch.testing.assert_close(v_from_eps(x, eps, alpha, sigma), v)
     torch.testing.assert_close(eps_from_v(x, v, alpha, sigma), eps)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from(PREDICTION_TYPES), st.floats(0.05, 2.0), st.floats(0.05, 2.0), st.integers(0, 2**31 - 1))
+def test_training_targets_invert_to_x0_and_eps(kind, alpha, sigma, seed):
+    # prediction_target is what prediction_coefficients reads back: x0 = a x + b target, eps = c x + d target,
+    # at any (alpha, sigma) of any family (VP, flow's alpha = 1 - sigma, VE's alpha = 1).
+    g = torch.Generator().manual_seed(seed)
+    x0, eps = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
+    x = alpha * x0 + sigma * eps
+    out = prediction_target(kind, x0, eps, alpha, sigma)
+    a, b, c, d = prediction_coefficients(kind, alpha, sigma)
+    torch.testing.assert_close(a * x + b * out, x0)
+    torch.testing.assert_close(c * x + d * out, eps)
+    with pytest.raises(ValueError, match="allowed"):
+        prediction_target("score", x0, eps, alpha, sigma)
 
 
 def test_per_sample_coefficients_broadcast():

@@ -6,16 +6,13 @@ import pytest
 import torch
 
 from diffkit.digits.classifier import CLASSIFIER_WEIGHTS, NoisyDigitsClassifier, load_classifier, save_classifier
-from diffkit.digits.pretrained import DIGITS_WEIGHTS
 from diffkit.io.pretrained import save_pretrained
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
 
 pytest.importorskip("sklearn")
-shipped = pytest.mark.skipif(not CLASSIFIER_WEIGHTS.is_file(), reason="the classifier is not shipped")
 
 
-@shipped
 def test_the_shipped_classifier_is_small_and_accurate_on_lightly_noised_digits():
     from diffkit.digits.train_classifier import heldout_accuracy
 
@@ -68,15 +65,16 @@ def test_shifts_move_whole_images_by_at_most_one_pixel():
         assert any(torch.equal(padded[dy : dy + 8, dx : dx + 8], b) for dy in range(3) for dx in range(3))
 
 
-@shipped
-@pytest.mark.skipif(not DIGITS_WEIGHTS.is_file(), reason="embedded weights not trained yet")
-def test_classifier_guidance_makes_the_unconditional_model_draw_the_class():
+@pytest.mark.parametrize("name", ["digits", "digits-flow"])
+def test_classifier_guidance_makes_the_unconditional_model_draw_the_class(name):
+    # The shipped classifier was trained on Linear; on the flow model it is asked at equal noise (RescheduledClassifier).
     from diffkit.digits.evaluate import balanced_labels, classifier, sample_digits
-    from diffkit.digits.pretrained import load_pretrained
+    from diffkit.digits.pretrained import load_embedded
 
-    model, schedule = load_pretrained()
+    model, schedule = load_embedded(name)
     labels = balanced_labels(40)
     plain, guided = (sample_digits(model, schedule, labels, steps=8, guidance=0.0, classifier_guidance=s, seed=1)
                      for s in (0.0, 4.0))
-    # Unguided, one sample in ten has the label it was drawn for (measured 0.10); guided, most do (0.825).
-    assert classifier().accuracy(plain, labels) < 0.3 < 0.6 < classifier().accuracy(guided, labels)
+    # Unguided, one sample in ten has the label it was drawn for (measured 0.10); guided, most do (measured
+    # 0.825 digits; 200 samples at 20 steps: 0.775 digits, 0.705 digits-flow).
+    assert classifier().accuracy(plain, labels) < 0.3 < 0.55 < classifier().accuracy(guided, labels)

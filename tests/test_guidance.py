@@ -10,7 +10,7 @@ import diffkit
 from diffkit.conversions import PREDICTION_TYPES
 from diffkit.models import ClassifierFreeGuidance, ClassifierGuidance, GaussianMixture
 from diffkit.models.prediction import Predictor
-from diffkit.schedules import EDM, FlowMatch, Linear
+from diffkit.schedules import EDM, Cosine, FlowMatch, Linear
 
 FAMILIES = {
     "linear": Linear(),
@@ -178,3 +178,21 @@ def test_an_infinite_interval_top_keeps_guidance_at_zero_snr():
     plain = ClassifierFreeGuidance(two_branch_model, 3.0, {"y": 9})(x, t, y=y)
     cfg = ClassifierFreeGuidance(two_branch_model, 3.0, {"y": 9}, interval=(0.0, float("inf")), schedule=schedule)
     torch.testing.assert_close(cfg(x, t, y=y), plain, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("other", [FlowMatch(), FlowMatch(shift=3.0), Cosine()], ids=repr)
+def test_rescheduled_classifier_is_the_exact_classifier_of_the_other_family(other):
+    # The same mixture on two schedules: the Linear one's exact classifier, rescheduled, is the other's exact one
+    # wherever the other's noise level lies in Linear's range (all three times below do).
+    from diffkit.models.guidance import RescheduledClassifier
+
+    linear = GaussianMixture.random(Linear(), dim=8, components=3, seed=1)
+    target = GaussianMixture.random(other, dim=8, components=3, seed=1)
+    classifier = RescheduledClassifier(linear.classifier_log_prob, Linear(), other)
+    x = torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    for fraction in (0.9, 0.5, 0.1):
+        t = torch.full((5,), fraction * other.t_max, dtype=torch.float64)
+        torch.testing.assert_close(classifier(x, t, y=y), target.classifier_log_prob(x, t, y), rtol=1e-10, atol=1e-10)
+    at_pure_noise = classifier(x, torch.full((5,), float(other.t_max), dtype=torch.float64), y=y)
+    assert torch.isfinite(at_pure_noise).all()

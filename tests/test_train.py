@@ -1,7 +1,8 @@
-"""diffkit.digits.train: the DDPM objective, exact resume, safe atomic checkpoints, and the ``diffkit train`` CLI."""
+"""diffkit.digits.train: the DDPM and flow objectives, exact resume, safe atomic checkpoints, and the ``diffkit train`` CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,7 +14,8 @@ from diffkit.cli import main
 from diffkit.digits.data import NUM_TRAIN, load_digits
 from diffkit.io.pretrained import load_pretrained, save_pretrained
 from diffkit.io.tensorfile import safetensors_bytes
-from diffkit.schedules import Cosine, Linear
+from diffkit.schedules import Cosine, FlowMatch, Linear
+from diffkit.digits.objectives import get_objective
 from diffkit.digits.train import TrainOptions, train
 from diffkit.unet import UNet, UNetConfig
 
@@ -40,6 +42,24 @@ class TinyEps(nn.Module):
         return self.conv_out(self.drop(h))
 
 
+class TinyFlow(TinyEps):
+    """TinyEps saying it predicts the flow velocity (what the flow objective trains)."""
+
+    prediction_type = "flow"
+
+
+def tiny_unet(objective: str = "ddpm") -> UNet:
+    """The tiny UNet, predicting what ``objective`` trains."""
+    return UNet.from_config(dataclasses.replace(TINY_UNET, prediction_type=get_objective(objective).prediction_type))
+
+
+OBJECTIVE_SETUPS = {  # objective -> (tiny model class, schedule)
+    "ddpm": (TinyEps, Linear()),
+    "flow": (TinyFlow, FlowMatch()),
+    "flow_uniform": (TinyFlow, FlowMatch()),
+}
+
+
 def toy_data(n: int = 32, size: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     return torch.rand((n, 1, size, size), generator=gen) * 2 - 1, torch.randint(NUM_CLASSES, (n,), generator=gen)
@@ -59,17 +79,20 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(pa, pb), name
 
 
-@pytest.mark.parametrize("make_model", [TinyEps, lambda: UNet.from_config(TINY_UNET)], ids=["tiny", "unet"])
+@pytest.mark.parametrize("unet", [False, True], ids=["tiny", "unet"])
+@pytest.mark.parametrize("objective", ["ddpm", "flow"])
 @pytest.mark.parametrize("stop_at", [1, 4])
-def test_resume_is_bit_exact(tmp_path, make_model, stop_at):
+def test_resume_is_bit_exact(tmp_path, unet, objective, stop_at):
     images, labels = toy_data()
-    schedule = Linear()
+    tiny, schedule = OBJECTIVE_SETUPS[objective]
+    make_model = (lambda: tiny_unet(objective)) if unet else tiny
+    options = dataclasses.replace(OPTIONS, objective=objective)
     steps = 7
-    straight = train(fresh(make_model), images, labels, schedule, steps, OPTIONS)
+    straight = train(fresh(make_model), images, labels, schedule, steps, options)
     ckpt = tmp_path / "ckpt.safetensors"
-    train(fresh(make_model), images, labels, schedule, stop_at, OPTIONS, checkpoint_path=ckpt)
+    train(fresh(make_model), images, labels, schedule, stop_at, options, checkpoint_path=ckpt)
     # A different initialisation: everything must come from the checkpoint.
-    resumed = train(fresh(make_model, seed=99), images, labels, schedule, steps, OPTIONS,
+    resumed = train(fresh(make_model, seed=99), images, labels, schedule, steps, options,
                     checkpoint_path=ckpt, resume=True)  # fmt: skip
     assert resumed.step == steps and len(resumed.losses) == steps - stop_at
     assert resumed.losses == straight.losses[stop_at:]

@@ -189,6 +189,7 @@ def test_adapter_converts_v_and_x0_at_the_schedules_alpha_sigma(small_reference,
         eps = model(x, t)
     alpha, sigma = schedule.alpha(t), schedule.sigma(t)
     assert alpha.dtype == sigma.dtype == torch.float64
+    assert model.prediction_type == "epsilon"  # what samplers read: the adapter already converted to eps
     convert = eps_from_v if prediction_type == "v_prediction" else eps_from_x0
     torch.testing.assert_close(eps, convert(x, out, alpha, sigma), rtol=0, atol=0)
     # The same, written out in float64: eps = sigma x + alpha v, or eps = (x - alpha x0) / sigma.

@@ -8,8 +8,9 @@ What it runs (see diffkit/bench/suite.py; every choice below is a budget, not a 
 - gmm2d, N = 4096, and gmm64, N = 1024 (budgets capped at NFE 500 there: 64-D calls cost
   ~16x more), every sampler at NFE 5..1000, deterministic samplers also at linspace, and the
   diffusers / k-diffusion peers on the same x_T; float64; orders fitted over NFE 20..500.
-- digits (when diffkit/digits/weights/digits.safetensors exists): 200 class-balanced samples per
-  sampler at NFE 5, 10, 20, 50; reference DPM-Solver++(2M) Karras at 250 steps.
+- digits (each embedded model whose weights exist: the eps model "digits" and the rectified-flow
+  "digits-flow"): 200 class-balanced samples per sampler at NFE 5, 10, 20, 50; reference
+  DPM-Solver++(2M) at 250 steps (Karras; the flow model's own ``shifted`` grid).
 - latency at the embedded model's size (digits_small) and at ddpm_cifar10 size, batch 1 and 64,
   10/20/50 steps; runs estimated above 3 s (ddpm_cifar10 at batch 64) are extrapolated from the
   measured evaluation time and overhead, and marked so.

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -130,7 +131,7 @@ def bench_attention(quick: bool, peak_tflops: float | None) -> list[dict]:
             for length in ATTENTION_LENGTHS[:2] if quick else ATTENTION_LENGTHS:
                 q, k, v = (torch.randn(batch, heads, length, head_dim, device=DEVICE, dtype=dtype) for _ in range(3))
                 flops = 4 * batch * heads * length * length * head_dim
-                t_fused = time_us(lambda: attention(q, k, v, backend="triton"))  # noqa: B023
+                t_fused = time_us(partial(attention, q, k, v, backend="triton"))
                 row = {"dtype": str(dtype).removeprefix("torch."), "batch": batch, "heads": heads,
                        "head_dim": head_dim, "length": length, "us_triton": t_fused,
                        "tflops_triton": flops / t_fused / 1e6,
@@ -141,10 +142,10 @@ def bench_attention(quick: bool, peak_tflops: float | None) -> list[dict]:
                 for name, backend in backends.items():
                     try:
                         if backend is None:
-                            t = time_us(lambda: F.scaled_dot_product_attention(q, k, v))  # noqa: B023
+                            t = time_us(partial(F.scaled_dot_product_attention, q, k, v))
                         else:
                             with sdpa_kernel(backend):
-                                t = time_us(lambda: F.scaled_dot_product_attention(q, k, v))  # noqa: B023
+                                t = time_us(partial(F.scaled_dot_product_attention, q, k, v))
                     except RuntimeError as err:  # the backend does not take this shape/dtype
                         row[f"us_{name}"] = None
                         row[f"why_not_{name}"] = str(err).splitlines()[0][:200]

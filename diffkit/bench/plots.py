@@ -114,14 +114,16 @@ def _digits_plot(plt, results: dict, path: Path) -> None:
     xfun, xlabel = (lat if lat else (lambda s, n: float(get_sampler(s).nfe(n)), "NFE"))
     series: dict[tuple, list] = {}
     for r in dig["rows"]:
-        series.setdefault((r["sampler"], r["spacing"]), []).append(r)
-    for (sampler, spacing), rs in series.items():
+        series.setdefault((r.get("model", "digits"), r["sampler"], r["spacing"]), []).append(r)
+    for (model, sampler, spacing), rs in series.items():
         rs = sorted(rs, key=lambda r: r["nfe"])
+        style = "--" if model != "digits" else "-"  # the flow model dashed, beside the eps model
         for ax, metric in zip(axes, metrics):
             if rs[0][metric] is not None:
-                ax.semilogx([r["nfe"] for r in rs], [r[metric] for r in rs], "-o", ms=3, label=f"{sampler}@{spacing}")
+                ax.semilogx([r["nfe"] for r in rs], [r[metric] for r in rs], style + "o", ms=3,
+                            label=f"{model}: {sampler}@{spacing}")
         axes[3].loglog([xfun(sampler, r["steps"]) for r in rs], [r["fd"] for r in rs], "o", ms=4,
-                       label=f"{sampler}@{spacing}")
+                       label=f"{model}: {sampler}@{spacing}")
     front = pareto_front([(xfun(r["sampler"], r["steps"]), r["fd"]) for r in dig["rows"]])
     axes[3].loglog([p[0] for p in front], [p[1] for p in front], "k-", lw=1, drawstyle="steps-post",
                    label="Pareto front")

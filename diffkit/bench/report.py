@@ -141,25 +141,31 @@ def latency_tables(results: dict, markdown: bool = False) -> str:
 
 
 def digits_table(results: dict, markdown: bool = False) -> str:
-    """FD / accuracy / RMS to the converged reference, per sampler and NFE budget."""
+    """FD / accuracy / RMS to the converged reference, per embedded model, sampler and NFE budget."""
     dig = results.get("digits") or {}
     if "rows" not in dig:
         return f"digits: skipped ({dig.get('skipped', 'not requested')})"
-    rows = [[r["sampler"], r["spacing"], r["steps"], r["nfe"], fmt(r.get("fd")), fmt(r.get("accuracy")),
-             fmt(r.get("rms_to_reference"))] for r in dig["rows"]]
-    for label in ("floor", "reference"):
-        if label in dig:
-            d = dig[label]
-            rows.append([label, "", d.get("steps", ""), d.get("nfe", ""), fmt(d.get("fd")), fmt(d.get("accuracy")),
-                         fmt(d.get("rms_to_reference"))])
+    # Files from before the flow model hold one model's rows and one "reference".
+    references = dig.get("references") or ({"digits": dig["reference"]} if "reference" in dig else {})
+    rows = [[r.get("model", "digits"), r["sampler"], r["spacing"], r["steps"], r["nfe"], fmt(r.get("fd")),
+             fmt(r.get("accuracy")), fmt(r.get("rms_to_reference"))] for r in dig["rows"]]
+    labelled = [("floor", "", dig["floor"])] if "floor" in dig else []
+    labelled += [(f"{name} reference", d.get("spacing", ""), d) for name, d in references.items()]
+    for label, spacing, d in labelled:
+        rows.append([label, "", spacing, d.get("steps", ""), d.get("nfe", ""), fmt(d.get("fd")), fmt(d.get("accuracy")),
+                     fmt(d.get("rms_to_reference"))])
     fits = []
-    for sampler in dict.fromkeys(r["sampler"] for r in dig["rows"] if r.get("rms_to_reference") is not None):
-        rs = [r for r in dig["rows"] if r["sampler"] == sampler]
+    series = dict.fromkeys((r.get("model", "digits"), r["sampler"]) for r in dig["rows"]
+                           if r.get("rms_to_reference") is not None)
+    for model, sampler in series:
+        rs = [r for r in dig["rows"] if r.get("model", "digits") == model and r["sampler"] == sampler]
         fit = fit_order([r["nfe"] for r in rs], [r["rms_to_reference"] for r in rs], 10, 1e9)
         if fit is not None:
-            fits.append(f"{sampler} {fit['order']:.2f}")
+            fits.append(f"{model} {sampler} {fit['order']:.2f}")
     note = f"\n(order of rms to ref, NFE >= 10: {', '.join(fits)})" if fits else ""
-    return table(["sampler", "spacing", "steps", "nfe", "FD", "accuracy", "rms to ref"], rows, markdown) + note
+    skipped = dig.get("skipped") or {}
+    note += "".join(f"\n({name} skipped: {why})" for name, why in skipped.items())
+    return table(["model", "sampler", "spacing", "steps", "nfe", "FD", "accuracy", "rms to ref"], rows, markdown) + note
 
 
 def best_per_budget(results: dict, model: str) -> list[list]:
@@ -227,7 +233,7 @@ def render(results: dict, markdown: bool = False) -> str:
             lines += ["", f"{h}{model}: peers at equal NFE (ratio > 1: the peer's error is larger)", "",
                       peer_ratio_table(results, model, markdown)]
     if "digits" in results:
-        lines += ["", f"{h}digits (trained model)", "", digits_table(results, markdown)]
+        lines += ["", f"{h}digits (trained models: eps and rectified flow)", "", digits_table(results, markdown)]
     if any((results.get("latency") or {}).values()):
         lines += ["", f"{h}latency ({m['device']}, {m['torch_threads']} thread(s))", "", latency_tables(results, markdown)]
     lines += ["", f"peers: diffusers {results['peers']['diffusers']}; k-diffusion {results['peers']['k-diffusion']}"]

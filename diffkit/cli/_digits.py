@@ -19,25 +19,46 @@ def add_common(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--steps", type=integer(1, MAX_STEPS), default=20, help="sampler steps")
     parser.add_argument("--guidance", type=real(), default=2.0, help="classifier-free guidance scale w with a label")
     parser.add_argument("--seed", type=integer(0, MAX_SEED), default=0, help="seed of all noise")
-    parser.add_argument("--checkpoint", default=None, help="weights (.safetensors; default: the embedded digits model)")
+    add_model(parser)
     parser.add_argument("--out", default=out, help="output PNG")
+
+
+def add_model(parser: argparse.ArgumentParser) -> None:
+    """--model (an embedded model by name) and --checkpoint (a weights file), exclusive."""
+    from diffkit.digits.pretrained import DEFAULT_MODEL, EMBEDDED_MODELS
+
+    parser.add_argument("--model", default=None, choices=tuple(EMBEDDED_MODELS),
+                        help=f"an embedded model (default {DEFAULT_MODEL}): "
+                             + "; ".join(f"{k}: {m.description}" for k, m in EMBEDDED_MODELS.items()))
+    parser.add_argument("--checkpoint", default=None, help="weights (.safetensors) instead of an embedded model")
+
+
+def checkpoint_path(args: argparse.Namespace):
+    """The weights file --model / --checkpoint name, checked against --out (already checked writable)."""
+    from diffkit.digits.pretrained import DEFAULT_MODEL, embedded_model
+
+    if args.model is not None and args.checkpoint is not None:
+        raise CliError("pass --model (an embedded model) or --checkpoint (a file), not both")
+    embedded = embedded_model(args.model or DEFAULT_MODEL)
+    checkpoint = embedded.path if args.checkpoint is None else args.checkpoint
+    if same_file(args.out, checkpoint):
+        raise CliError(f"--out {args.out} is the checkpoint being read; write the PNG elsewhere")
+    if args.checkpoint is None and not embedded.path.is_file():
+        raise CliError(f"the embedded weights {embedded.path} are missing; reinstall diffkit or pass --checkpoint")
+    return checkpoint
 
 
 def load(args: argparse.Namespace):
     """(unet, schedule, images, labels) after checking the common flags; CliError/ValueError otherwise."""
     from diffkit.digits.editing import heldout_inputs
-    from diffkit.digits.pretrained import DIGITS_WEIGHTS, load_pretrained
+    from diffkit.io.pretrained import load_pretrained
     from diffkit.io.tensorfile import check_writable
     from diffkit.samplers.registry import get_sampler
 
     get_sampler(args.sampler)  # ValueError listing the samplers
     require_suffix("--out", args.out, [".png"])
     check_writable(args.out)
-    checkpoint = DIGITS_WEIGHTS if args.checkpoint is None else args.checkpoint
-    if same_file(args.out, checkpoint):
-        raise CliError(f"--out {args.out} is the checkpoint being read; write the PNG elsewhere")
-    if args.checkpoint is None and not DIGITS_WEIGHTS.is_file():
-        raise CliError(f"the embedded weights {DIGITS_WEIGHTS} are missing; reinstall diffkit or pass --checkpoint")
+    checkpoint = checkpoint_path(args)
     try:
         images, labels = heldout_inputs(args.n)
     except ModuleNotFoundError as err:

@@ -22,7 +22,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--seeds", required=True, help="seeds: N, A-B (inclusive) or a comma list, e.g. 0-49999")
     parser.add_argument("--outdir", required=True, help="output folder (shared by all nodes of a multi-node job)")
-    parser.add_argument("--model", default=None, help="pretrained model file (default: the embedded digits model)")
+    parser.add_argument("--model", default=None, help="an embedded model (digits, digits-flow) or a pretrained model file (default: digits)")
     parser.add_argument("--sampler", default=Job.sampler, help="a registered sampler (see `diffkit samplers`)")
     parser.add_argument("--steps", type=int, default=Job.steps, help="sampler steps")
     timing = parser.add_mutually_exclusive_group()

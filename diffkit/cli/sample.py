@@ -2,6 +2,7 @@
 
     diffkit sample                                  # embedded digits model, dpmpp_2m, 20 steps -> samples.png
     diffkit sample --sampler ddim --steps 50 --label 7 --n 25 --guidance 3 --out sevens.png
+    diffkit sample --model digits-flow              # the embedded rectified-flow model
     diffkit sample --checkpoint runs/digits.safetensors
     diffkit sample --guidance 0 --classifier-guidance 4   # the unconditional model, guided by the classifier
     diffkit sample --sampler dpmpp_2m --timesteps grid.json      # a grid saved by diffkit.io.timesteps
@@ -15,7 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from diffkit.cli.args import MAX_SEED, CliError, integer, real, require_suffix, same_file
+from diffkit.cli._digits import add_model, checkpoint_path
+from diffkit.cli.args import MAX_SEED, CliError, integer, real, require_suffix
 
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale w; 1 is the plain conditional model
 GRID_SCALE = 4  # each 8x8 digit becomes 32x32 pixels in the PNG
@@ -40,7 +42,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timesteps", default=None, metavar="FILE.json",
                         help="an explicit grid (diffkit.io.timesteps, e.g. fitted by diffkit.optimize_timesteps); "
                              "its length replaces --steps, and it takes no --spacing")  # fmt: skip
-    parser.add_argument("--checkpoint", default=None, help="weights (.safetensors; default: the embedded digits model)")
+    add_model(parser)
     parser.add_argument("--out", default="samples.png", help="output PNG")
     parser.add_argument("--columns", type=integer(1), default=None,
                         help="grid columns (default: 10, or fewer samples; at most --n)")
@@ -55,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from diffkit.digits.evaluate import balanced_labels, sample_digits
-    from diffkit.digits.pretrained import DIGITS_WEIGHTS, load_pretrained
     from diffkit.io.png import image_grid, write_png
+    from diffkit.io.pretrained import load_pretrained
     from diffkit.io.tensorfile import check_writable
     from diffkit.samplers.registry import get_sampler
     from diffkit.schedules import timesteps
@@ -66,11 +68,7 @@ def run(args: argparse.Namespace) -> int:
     info = get_sampler(args.sampler)  # ValueError listing the samplers
     require_suffix("--out", args.out, [".png"])
     check_writable(args.out)
-    checkpoint = DIGITS_WEIGHTS if args.checkpoint is None else args.checkpoint
-    if same_file(args.out, checkpoint):
-        raise CliError(f"--out {args.out} is the checkpoint being read; write the PNG elsewhere")
-    if args.checkpoint is None and not DIGITS_WEIGHTS.is_file():
-        raise CliError(f"the embedded weights {DIGITS_WEIGHTS} are missing; reinstall diffkit or pass --checkpoint")
+    checkpoint = checkpoint_path(args)
     if args.timesteps is not None and args.spacing is not None:
         raise CliError("--timesteps FILE is the grid itself; drop --spacing")
     model, schedule = load_pretrained(checkpoint)
@@ -102,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     samples = sample_digits(model, schedule, labels, sampler=info.name, steps=args.steps, guidance=args.guidance,
                             seed=args.seed, spacing=args.spacing, timesteps=grid, batch_size=BATCH_SIZE,
                             progress=not args.no_progress, classifier_guidance=args.classifier_guidance,
-                            classifier=classifier)  # fmt: skip
+                            classifier=classifier[0], classifier_schedule=classifier[1])  # fmt: skip
     seconds = time.perf_counter() - start
     write_png(args.out, image_grid(samples, columns=columns, scale=GRID_SCALE))
     print(_report(args, info, args.timesteps if grid is not None else spacing, seconds))
@@ -111,17 +109,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _classifier(args: argparse.Namespace):
-    """The classifier for --classifier-guidance (None without it), checked before any sampling."""
+    """(classifier, the schedule it was trained on) for --classifier-guidance ((None, None) without it)."""
     if args.classifier_guidance == 0.0:
         if args.classifier is not None:
             raise CliError("--classifier is used by --classifier-guidance S; give a scale S != 0 or drop --classifier")
-        return None
+        return None, None
     from diffkit.digits.classifier import CLASSIFIER_WEIGHTS, load_classifier
 
     if args.classifier is None and not CLASSIFIER_WEIGHTS.is_file():
         raise CliError(f"the shipped classifier {CLASSIFIER_WEIGHTS} is missing; run "
                        "scripts/train_digits_classifier.sh --ship or pass --classifier")
-    return load_classifier(args.classifier)[0]
+    return load_classifier(args.classifier)
 
 
 def _report(args: argparse.Namespace, info, spacing: str, seconds: float) -> str:
@@ -133,7 +131,7 @@ def _report(args: argparse.Namespace, info, spacing: str, seconds: float) -> str
     guided = "no guidance" if args.guidance == 1.0 else f"guidance {args.guidance:g}"
     if args.classifier_guidance:
         guided += f", classifier guidance {args.classifier_guidance:g}"
-    width = min(args.n, BATCH_SIZE) * (1 if args.guidance == 1.0 else 2)  # guidance evaluates cond + uncond at once
+    width = min(args.n, BATCH_SIZE) * (1 if args.guidance in (0.0, 1.0) else 2)  # CFG evaluates cond + uncond at once
     threads = torch.get_num_threads()
     return (f"{args.n} samples, {info.name}, {args.steps} steps ({spacing} spacing), {guided}\n"
             f"sampling took {seconds:.3f} s on {threads} thread{'s' if threads > 1 else ''} "

@@ -3,6 +3,7 @@ r"""Train a class-conditional U-Net on the digits and save its EMA weights (resu
     diffkit train --preset digits_small --steps 4000 --out runs/digits.safetensors \
         --checkpoint runs/digits_ckpt.safetensors --checkpoint-every 250
     diffkit train ... --resume          # continue exactly where the checkpoint stopped
+    diffkit train --objective flow ...  # rectified flow (velocity target) on the FlowMatch schedule
 
 Every path and value is checked before training starts. An existing --checkpoint is never
 overwritten by a fresh run (pass --resume to continue it), and --out may not be the
@@ -19,7 +20,8 @@ from pathlib import Path
 from diffkit.cli.args import MAX_SEED, CliError, integer, real, require_suffix, same_file
 
 DATASETS = ("digits",)
-SCHEDULE_NAMES = ("linear", "cosine")
+SCHEDULE_NAMES = ("linear", "cosine", "flow")
+OBJECTIVE_SCHEDULES = {"ddpm": "linear", "flow": "flow", "flow_uniform": "flow"}  # each objective's default schedule
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +29,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--dataset", default="digits", choices=DATASETS, help="training data (the 1,500-image train split)")
     parser.add_argument("--preset", default="digits_small", choices=sorted(PRESETS), help="U-Net preset")
-    parser.add_argument("--schedule", default="linear", choices=SCHEDULE_NAMES, help="noise schedule, T=1000")
+    parser.add_argument("--objective", default="ddpm", choices=tuple(OBJECTIVE_SCHEDULES),
+                        help="loss (diffkit.digits.objectives): ddpm (eps target) or flow (velocity target)")
+    parser.add_argument("--schedule", default=None, choices=SCHEDULE_NAMES,
+                        help="noise schedule, T=1000 (default: linear for ddpm, flow (FlowMatch) for flow)")
     parser.add_argument("--steps", type=integer(1), default=4000, help="total optimisation steps")
     parser.add_argument("--batch-size", type=integer(1), default=128, help="images per step (at most the dataset's size)")
     parser.add_argument("--lr", type=real(0, lo_open=True), default=1e-3, help="AdamW learning rate after warm-up")
@@ -44,14 +49,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    from diffkit.digits.pretrained import DIGITS_WEIGHTS
+    from diffkit.digits.pretrained import EMBEDDED_MODELS
     from diffkit.io.tensorfile import check_writable
 
     require_suffix("--out", args.out, [".safetensors"])
     check_writable(args.out)
-    if same_file(args.out, DIGITS_WEIGHTS):
-        raise CliError(f"--out {args.out} is the digits model shipped with diffkit; write elsewhere "
-                       "(scripts/train_digits.sh compares a new run with it)")
+    for name, shipped in EMBEDDED_MODELS.items():
+        if same_file(args.out, shipped.path):
+            raise CliError(f"--out {args.out} is the {name} model shipped with diffkit; write elsewhere "
+                           f"({shipped.script} compares a new run with it)")
     if args.checkpoint is None:
         if args.resume:
             raise CliError("--resume needs --checkpoint")
@@ -68,13 +74,16 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from diffkit.digits.data import load_digits
     from diffkit.digits.train import TrainOptions, read_checkpoint, train
     from diffkit.io.pretrained import save_pretrained
-    from diffkit.schedules import Cosine, Linear
-    from diffkit.unet import build_unet
+    from diffkit.digits.objectives import get_objective
+    from diffkit.schedules import Cosine, FlowMatch, Linear
+    from diffkit.unet import PRESETS, UNet
 
     _check_paths(args)
     if args.resume:
@@ -86,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size > len(data):
         raise CliError(f"--batch-size must be in [1, {len(data)}] (the {args.dataset} train split); got {args.batch_size}")
     torch.manual_seed(args.seed)  # the initialisation; training itself reseeds from --seed
-    model = build_unet(args.preset)
+    config = dataclasses.replace(PRESETS[args.preset], prediction_type=get_objective(args.objective).prediction_type)
+    model = UNet.from_config(config)  # the file it is saved to says what it predicts
     if model.config.num_classes is None:
         raise CliError(f"preset {args.preset!r} is unconditional; the digits trainer needs a class-conditional one")
-    schedule = Linear() if args.schedule == "linear" else Cosine()
+    schedules = {"linear": Linear, "cosine": Cosine, "flow": FlowMatch}
+    schedule = schedules[args.schedule or OBJECTIVE_SCHEDULES[args.objective]]()
     options = TrainOptions(
         batch_size=args.batch_size,
         lr=args.lr,
@@ -99,9 +110,11 @@ def run(args: argparse.Namespace) -> int:
         label_dropout=args.label_dropout,
         null_label=model.null_label,
         seed=args.seed,
+        objective=args.objective,
     )
     params = sum(p.numel() for p in model.parameters())
-    print(f"training {args.preset} ({params:,} parameters) on {len(data)} digits, {args.steps} steps, "
+    print(f"training {args.preset} ({params:,} parameters, {args.objective} objective, {type(schedule).__name__}) "
+          f"on {len(data)} digits, {args.steps} steps, "
           f"{torch.get_num_threads()} threads", file=sys.stderr)
     start = time.perf_counter()
     try:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from diffkit.digits.data import NUM_CLASSES, load_digits, to_pixels
-from diffkit.models.guidance import ClassifierFreeGuidance, ClassifierGuidance
+from diffkit.models.guidance import ClassifierFreeGuidance, ClassifierGuidance, RescheduledClassifier
 from diffkit.progress import ProgressBar
 from diffkit.samplers import sample
 from diffkit.schedules import Schedule
@@ -118,7 +118,7 @@ def balanced_labels(n: int, num_classes: int = NUM_CLASSES) -> torch.Tensor:
 
 
 def guided_model(model: torch.nn.Module, schedule: Schedule, guidance: float = 1.0, classifier_guidance: float = 0.0,
-                 classifier=None):
+                 classifier=None, classifier_schedule: Schedule | None = None):
     """The eps-model ``sample_digits`` samples, called with ``y=labels``.
 
     Classifier-free guidance at scale w = ``guidance``: eps_u + w (eps_c - eps_u) in one batched
@@ -126,12 +126,17 @@ def guided_model(model: torch.nn.Module, schedule: Schedule, guidance: float = 1
     each one network call. Then classifier guidance at ``classifier_guidance`` with ``classifier``
     (a :class:`~diffkit.digits.classifier.NoisyDigitsClassifier`; default: the shipped one) for
     the same labels: ``guidance=0`` with it is Dhariwal & Nichol's guided unconditional model.
+    A classifier trained on another schedule than the model's (``classifier_schedule``; the
+    shipped one: Linear) is asked at equal noise (:class:`~diffkit.models.RescheduledClassifier`),
+    so it guides the rectified-flow model too.
     """
     if guidance == 1.0:
         eps_model = model
     elif guidance == 0.0:
         def eps_model(x, t, y):  # the unconditional branch alone
             return model(x, t, y=torch.full_like(y, model.null_label))
+
+        eps_model.prediction_type = getattr(model, "prediction_type", "epsilon")  # what the samplers read
     else:
         eps_model = ClassifierFreeGuidance(model, guidance, uncond={"y": model.null_label})
     if classifier_guidance == 0.0:
@@ -139,8 +144,11 @@ def guided_model(model: torch.nn.Module, schedule: Schedule, guidance: float = 1
     if classifier is None:
         from diffkit.digits.classifier import load_classifier
 
-        classifier = load_classifier()[0]
-    return ClassifierGuidance(eps_model, classifier.log_prob, classifier_guidance, schedule)
+        classifier, classifier_schedule = load_classifier()
+    log_prob = classifier.log_prob
+    if classifier_schedule is not None and classifier_schedule != schedule:
+        log_prob = RescheduledClassifier(log_prob, classifier_schedule, schedule)
+    return ClassifierGuidance(eps_model, log_prob, classifier_guidance, schedule)
 
 
 def sample_digits(
@@ -157,6 +165,7 @@ def sample_digits(
     progress: bool = False,
     classifier_guidance: float = 0.0,
     classifier=None,
+    classifier_schedule: Schedule | None = None,
     timesteps: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Class-conditional samples [N, C, H, W] in [-1, 1], one per label, drawn in batches.
@@ -170,7 +179,7 @@ def sample_digits(
     """
     cfg = model.config
     _check_sampling(labels, cfg.num_classes, guidance, seed, batch_size)
-    eps_model = guided_model(model, schedule, guidance, classifier_guidance, classifier)
+    eps_model = guided_model(model, schedule, guidance, classifier_guidance, classifier, classifier_schedule)
     generator = torch.Generator().manual_seed(seed)
     shape = (cfg.in_channels, cfg.resolution, cfg.resolution)
     chunks = labels.split(batch_size)

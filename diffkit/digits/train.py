@@ -1,9 +1,13 @@
-"""Train an eps-model with the DDPM objective (Ho et al. 2020, Algorithm 1), resumable bit for bit.
+"""Train a diffusion model with the DDPM or the flow-matching objective, resumable bit for bit.
 
-Each step draws x0 from the data, t ~ U{0, ..., T-1} and eps ~ N(0, I), forms
-x_t = alpha_t x0 + sigma_t eps with ``schedule.add_noise`` and minimises
-||eps - eps_theta(x_t, t)||^2 with AdamW (linear learning-rate warm-up,
-gradient-norm clipping). An exponential moving average (EMA) of the weights is
+Each step draws x0 from the data, then a time t and noise eps as the objective says
+(:mod:`diffkit.digits.objectives`: ``ddpm``, t ~ U{0, ..., T-1} and target eps, Ho et al.
+2020, Algorithm 1; ``flow``, sigma logit-normal (``flow_uniform``: uniform) and target
+eps - x0, rectified flow), forms x_t = alpha_t x0 + sigma_t eps with ``schedule.add_noise``
+and minimises ||target - model(x_t, t)||^2 with AdamW (linear learning-rate warm-up,
+gradient-norm clipping). The objective is the only difference: the loop, EMA, checkpoints
+and resume are shared, and the model must say it predicts the objective's target (its
+``prediction_type``; "epsilon" when it has none). An exponential moving average (EMA) of the weights is
 kept alongside; it is what gets shipped and sampled. With ``label_dropout`` p
 every label is replaced by the null label with probability p, which trains the
 unconditional model used by classifier-free guidance (Ho & Salimans 2022).
@@ -30,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffkit.digits.objectives import get_objective
 from diffkit.io.pretrained import CONFIG_KEY, EMA_PREFIX, KIND_KEY, SCHEDULE_KEY, schedule_to_dict
 from diffkit.io.tensorfile import check_writable, read_tensors, save_tensors
 from diffkit.progress import ProgressBar
@@ -58,6 +63,7 @@ class TrainOptions:
     label_dropout: float = 0.0  # probability of replacing a label by null_label (classifier-free guidance)
     null_label: int | None = None  # the "no class" label; required when label_dropout > 0
     seed: int = 0  # seeds the data generator and torch's global random state (dropout)
+    objective: str = "ddpm"  # the loss: a name in diffkit.digits.objectives.OBJECTIVES ("ddpm", "flow", ...)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
@@ -76,6 +82,7 @@ class TrainOptions:
             raise ValueError(f"label_dropout must lie in [0, 1); got {self.label_dropout!r}")
         if self.label_dropout > 0 and self.null_label is None:
             raise ValueError("label_dropout > 0 needs null_label (the model's 'no class' label)")
+        get_objective(self.objective)  # ValueError listing the objectives
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
             raise ValueError(f"seed must be an int in [0, 2**64); got {self.seed!r}")
 
@@ -97,7 +104,7 @@ class _Run:
     model: nn.Module
     ema: nn.Module
     optimizer: torch.optim.Optimizer
-    data_rng: torch.Generator  # all data-side randomness: batches, t, eps, label dropout
+    data_rng: torch.Generator  # all data-side randomness: batches, t, eps, label dropout (in this order)
     images: torch.Tensor
     labels: torch.Tensor | None
     schedule: Schedule
@@ -117,7 +124,7 @@ def train(
     resume: bool = False,
     progress: bool = False,
 ) -> TrainResult:
-    """Train ``model`` (an eps-model ``model(x_t, t, y=labels)``) in place for ``steps`` total steps.
+    """Train ``model`` (``model(x_t, t, y=labels)``, predicting the objective's target) in place for ``steps`` steps.
 
     ``images`` is [N, C, H, W] in the model's data space, ``labels`` [N] integers or None for an
     unconditional model. With ``checkpoint_path`` a checkpoint is written every ``checkpoint_every``
@@ -126,6 +133,10 @@ def train(
     """
     options = options or TrainOptions()
     _check_data(images, labels, steps)
+    predicts, target = getattr(model, "prediction_type", "epsilon"), get_objective(options.objective).prediction_type
+    if predicts != target:
+        raise ValueError(f"the {options.objective!r} objective trains a {target!r} model, but the model's "
+                         f"prediction_type is {predicts!r} (build it with prediction_type={target!r})")
     if options.batch_size > len(images):
         raise ValueError(f"batch_size {options.batch_size} is larger than the data ({len(images)} images); "
                          f"allowed: 1..{len(images)}")
@@ -175,14 +186,12 @@ def _train_step(run: _Run, step: int) -> float:
     batch = options.batch_size
     # Every random draw comes from data_rng on the CPU, in a fixed order, so a resumed run replays it exactly.
     index = torch.randint(n, (batch,), generator=run.data_rng).to(device)
-    t = torch.randint(run.schedule.num_train_timesteps, (batch,), generator=run.data_rng).to(device)
-    eps = torch.randn((batch, *images.shape[1:]), generator=run.data_rng).to(device, images.dtype)
+    x_t, t, target = get_objective(options.objective).draw(run.schedule, images[index], run.data_rng)
     drop = torch.rand(batch, generator=run.data_rng).to(device) < options.label_dropout
-    x_t = run.schedule.add_noise(images[index], eps, t)
     cond = {}
     if labels is not None:
         cond["y"] = torch.where(drop, torch.full_like(labels[index], options.null_label or 0), labels[index])
-    loss = F.mse_loss(model(x_t, t.to(images.dtype), **cond), eps)
+    loss = F.mse_loss(model(x_t, t.to(images.dtype), **cond), target)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if options.grad_clip is not None:
@@ -280,7 +289,7 @@ def _load_checkpoint(run: _Run, path: str | os.PathLike) -> tuple[int, float]:
     from diffkit.unet import load_state_dict_checked
 
     tensors, metadata = read_checkpoint(path)
-    saved = metadata["options"]
+    saved = {"objective": "ddpm", **metadata["options"]}  # checkpoints from before objectives: ddpm
     differ = {k: (saved.get(k), v) for k, v in dataclasses.asdict(run.options).items() if saved.get(k) != v}
     if differ:
         raise ValueError(f"cannot resume {path} exactly: options differ (checkpoint, now): {differ}")

@@ -112,10 +112,11 @@ def file_sha256(path: Path) -> str:
 
 def load(job: Job, device: torch.device) -> Loaded:
     """The job's model on ``device`` with its schedule and timesteps; CollectiveError for arguments it rules out."""
-    from diffkit.digits.pretrained import DIGITS_WEIGHTS
+    from diffkit.digits.pretrained import DEFAULT_MODEL, EMBEDDED_MODELS
     from diffkit.io.pretrained import load_pretrained
 
-    path = Path(job.model) if job.model is not None else DIGITS_WEIGHTS
+    name = DEFAULT_MODEL if job.model is None else str(job.model)
+    path = EMBEDDED_MODELS[name].path if name in EMBEDDED_MODELS else Path(name)
     unet, schedule = load_pretrained(path)
     cfg = unet.config
     classes = cfg.num_classes

@@ -5,6 +5,7 @@ exact_sample           the exact probability-flow ODE solution (ground truth for
 from_prediction        a network predicting eps, x0, v, the flow velocity or an EDM denoiser, for samplers
 ClassifierFreeGuidance eps_u + w (eps_c - eps_u) from one batched call; guidance rescale, guidance interval
 ClassifierGuidance     eps - scale sigma_t grad log p(y | x_t) of a noise-aware classifier
+RescheduledClassifier  a classifier trained on one schedule, asked about another's x_t (equal lambda)
 DiffusersUNet          a diffusers U-Net (UNet2DConditionModel: text via cross-attention) as a diffkit model
 LatentDiffusion        a model on latents and the VAE that decodes its samples (Stable-Diffusion style)
 EpsFromV, EpsFromX0    v- and x0-prediction networks as eps-models (VP schedules; prefer from_prediction)
@@ -12,7 +13,7 @@ EpsFromV, EpsFromX0    v- and x0-prediction networks as eps-models (VP schedules
 
 from diffkit.models.diffusers_unet import DiffusersUNet
 from diffkit.models.gaussian_mixture import GaussianMixture
-from diffkit.models.guidance import ClassifierFreeGuidance, ClassifierGuidance
+from diffkit.models.guidance import ClassifierFreeGuidance, ClassifierGuidance, RescheduledClassifier
 from diffkit.models.ground_truth import exact_sample, solve_probability_flow
 from diffkit.models.latent import LatentDiffusion
 from diffkit.models.prediction import EDMPreconditioned, Predictor, from_prediction
@@ -21,6 +22,7 @@ from diffkit.models.wrappers import EpsFromV, EpsFromX0
 __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
+    "RescheduledClassifier",
     "DiffusersUNet",
     "EDMPreconditioned",
     "EpsFromV",

@@ -172,3 +172,34 @@ class ClassifierGuidance:
                 raise ValueError("the classifier's log_prob does not depend on x_t (no gradient to guide with)")
             (grad,) = torch.autograd.grad(log_p.sum(), x_in)
         return grad
+
+
+class RescheduledClassifier:
+    """A noise-conditional classifier trained on one schedule, asked about x_t of another.
+
+    Equal noise means equal log-SNR lambda. For the same x0 and eps, x_t of ``schedule`` at t,
+    rescaled by c = sigma'(t') / sigma(t) (= alpha'(t') / alpha(t)), is exactly x_{t'} of
+    ``trained_on`` at t' = t'(lambda(t)) (its ``t_from_lambda``). So
+
+        log p(y | x_t) = log_prob(c x_t, t', **cond)
+
+    and the gradient :class:`ClassifierGuidance` takes carries the factor c through autograd. c
+    uses whichever of sigma and alpha is the larger at t (both ratios are equal; the larger one is
+    never 0). Beyond the classifier's noise range lambda is clamped to its ends (its t_min or
+    t_max): at pure noise (lambda = -inf, flow matching's t_max) the classifier sees its noisiest
+    input, about which it knows little. Example: the shipped digits classifier (Linear) guiding
+    the rectified-flow digits model (FlowMatch).
+    """
+
+    def __init__(self, log_prob: LogProb, trained_on: Schedule, schedule: Schedule) -> None:
+        if not callable(log_prob):
+            raise TypeError(f"log_prob must be callable as log_prob(x_t, t, **cond) -> [B], got "
+                            f"{type(log_prob).__name__}")
+        self.log_prob, self.trained_on, self.schedule = log_prob, trained_on, schedule
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
+        t64 = t.to(torch.float64)
+        t_c = self.trained_on.t_from_lambda(self.schedule.lambda_(t64))
+        alpha, sigma = self.schedule.alpha(t64), self.schedule.sigma(t64)
+        c = torch.where(sigma >= alpha, self.trained_on.sigma(t_c) / sigma, self.trained_on.alpha(t_c) / alpha)
+        return self.log_prob(per_sample(c.to(x.device, x.dtype), x) * x, t_c.to(t.dtype), **cond)

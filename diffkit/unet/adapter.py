@@ -31,9 +31,14 @@ class AlphaSigmaSchedule(Protocol):
 class DiffusersEpsModel(nn.Module):
     """``eps_model(x, t, y=None)`` backed by a diffusers ``UNet2DModel`` (``y`` becomes its ``class_labels``).
 
+    Its output is always eps (``prediction_type`` "epsilon", what samplers read); what the network
+    itself predicts is ``network_prediction_type``.
+
     ``t`` is a float tensor [B] in training-timestep units; diffusers' sinusoidal embedding accepts
     fractional timesteps (models with ``time_embedding_type="learned"`` need integer t).
     """
+
+    prediction_type = "epsilon"  # what forward returns (samplers read it), whatever the network predicts
 
     def __init__(
         self, unet: nn.Module, schedule: AlphaSigmaSchedule | None = None, *, prediction_type: str = "epsilon"
@@ -47,7 +52,7 @@ class DiffusersEpsModel(nn.Module):
             )
         self.unet = unet  # the diffusers UNet2DModel
         self.schedule = schedule  # gives alpha(t), sigma(t); only used for non-eps prediction types
-        self.prediction_type = prediction_type  # what the network predicts: one of PREDICTION_TYPES
+        self.network_prediction_type = prediction_type  # what the network predicts: one of PREDICTION_TYPES
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **cond: Any) -> torch.Tensor:
         if cond:
@@ -55,9 +60,9 @@ class DiffusersEpsModel(nn.Module):
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         out = self.unet(x, t, class_labels=y).sample
-        if self.prediction_type == "epsilon":
+        if self.network_prediction_type == "epsilon":
             return out
         alpha, sigma = self.schedule.alpha(t), self.schedule.sigma(t)
-        if self.prediction_type == "v_prediction":
+        if self.network_prediction_type == "v_prediction":
             return eps_from_v(x, out, alpha, sigma)
         return eps_from_x0(x, out, alpha, sigma)

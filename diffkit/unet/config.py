@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from diffkit.conversions import PREDICTION_TYPES
+
 DOWNSAMPLE_PADDINGS = ("asymmetric", "symmetric")
 
 
@@ -36,6 +38,7 @@ class UNetConfig:
     freq_shift: float = 1.0  # sinusoidal embedding frequencies are exp(-ln(1e4) k / (ch/2 - freq_shift))
     flip_sin_to_cos: bool = False  # False: embedding is [sin, cos] (Ho et al.); True: [cos, sin]
     downsample_padding: str = "asymmetric"  # "asymmetric": pad right/bottom by 1 (TF SAME); "symmetric": pad 1
+    prediction_type: str = "epsilon"  # what the output predicts (conversions.PREDICTION_TYPES); samplers read it
 
     def __post_init__(self) -> None:
         _check_int("in_channels", self.in_channels, minimum=1)
@@ -89,6 +92,8 @@ class UNetConfig:
             raise ValueError(
                 f"downsample_padding must be one of {DOWNSAMPLE_PADDINGS}; got {self.downsample_padding!r}"
             )
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}; got {self.prediction_type!r}")
 
     @property
     def output_channels(self) -> int:

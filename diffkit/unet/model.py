@@ -1,4 +1,4 @@
-"""The reference U-Net: Ho et al. 2020's DDPM architecture as a diffkit eps-model.
+"""The reference U-Net: Ho et al. 2020's DDPM architecture as a diffkit model (eps, or its config's prediction_type).
 
 Layout (``L = len(channel_mult)`` levels, ``ch_i = channels * channel_mult[i]``)::
 
@@ -9,7 +9,7 @@ Layout (``L = len(channel_mult)`` levels, ``ch_i = channels * channel_mult[i]``)
     mid: ResBlock -> attention -> ResBlock
     for level i = L-1 .. 0:   (num_res_blocks + 1) x (concat popped skip -> ResBlock -> ch_i [-> attention])
                               Upsample (not on level 0)
-    eps = conv_out(SiLU(GroupNorm(h)))
+    out = conv_out(SiLU(GroupNorm(h)))                             eps, or what config.prediction_type names
 
 Attention sits at the levels whose feature-map size is in ``attention_resolutions``
 and always in the middle block. Class conditioning adds a learned embedding of
@@ -110,7 +110,10 @@ def _attention(cfg: UNetConfig, channels: int) -> AttentionBlock:
 
 
 class UNet(nn.Module):
-    """DDPM U-Net eps-model: ``forward(x, t, y=None) -> eps`` with ``eps.shape == x.shape[:1] + (out_channels, H, W)``.
+    """DDPM U-Net: ``forward(x, t, y=None) -> out`` with ``out.shape == x.shape[:1] + (out_channels, H, W)``.
+
+    ``out`` is eps unless ``prediction_type`` (from the config; samplers read the attribute) says
+    otherwise, e.g. "flow" for a rectified-flow model's velocity eps - x0.
 
     ``t`` is a float tensor [B] (or a scalar tensor) in training-timestep units; fractional values are fine.
     ``y`` is an integer tensor [B] of labels in ``[0, num_classes]`` (``num_classes`` is the NULL label),
@@ -138,6 +141,7 @@ class UNet(nn.Module):
         freq_shift: float = 1.0,  # time-embedding frequency denominator offset (1 in Ho et al.)
         flip_sin_to_cos: bool = False,  # time-embedding order: False is [sin, cos]
         downsample_padding: str = "asymmetric",  # "asymmetric" (TF SAME, Ho et al.) or "symmetric"
+        prediction_type: str = "epsilon",  # what the output predicts (conversions.PREDICTION_TYPES)
     ) -> None:
         super().__init__()
         cfg = UNetConfig(
@@ -145,9 +149,10 @@ class UNet(nn.Module):
             num_res_blocks=num_res_blocks, attention_resolutions=attention_resolutions, resolution=resolution,
             dropout=dropout, num_classes=num_classes, num_heads=num_heads, head_channels=head_channels,
             groups=groups, norm_eps=norm_eps, freq_shift=freq_shift, flip_sin_to_cos=flip_sin_to_cos,
-            downsample_padding=downsample_padding,
+            downsample_padding=downsample_padding, prediction_type=prediction_type,
         )  # fmt: skip
         self.config = cfg
+        self.prediction_type = cfg.prediction_type  # what samplers read (diffkit.samplers.model_calls)
         emb = 4 * cfg.channels
         self.time_embed = TimeEmbedding(
             cfg.channels, emb, freq_shift=cfg.freq_shift, flip_sin_to_cos=cfg.flip_sin_to_cos
@@ -193,7 +198,7 @@ class UNet(nn.Module):
         return self.config.num_classes
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Predict the noise eps in ``x = alpha_t x0 + sigma_t eps`` at timesteps ``t`` (labels ``y``)."""
+        """Predict ``prediction_type`` (eps by default) of ``x = alpha_t x0 + sigma_t eps`` at timesteps ``t`` (labels ``y``)."""
         t = self._check_inputs(x, t, y)
         emb = self.time_embed(t)
         if self.label_embed is not None:
