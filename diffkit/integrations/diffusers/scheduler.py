@@ -42,6 +42,18 @@ From a diffusers config only the training keys are read (schedule, prediction ty
 (timestep_spacing, steps_offset, clip_sample, thresholding, Karras sigmas, solver
 order) are not: the sampler and spacing are diffkit's, ``spacing=None`` being the
 sampler's default as in ``diffkit.sample``.
+
+Flow matching (SD3, Flux: a FlowMatchEulerDiscreteScheduler config, or a multistep one with
+use_flow_sigmas), as diffusers' flow schedulers behave for their pipelines:
+
+- ``timesteps`` are the model's time sigma * T, float32 (FlowMatch's t); the default grid
+  is FlowMatch's ``shifted`` one, shifted once (diffusers shifts a static ``shift`` twice:
+  diffkit.schedules.flow). ``init_noise_sigma = 1``, ``scale_model_input`` the identity.
+- ``scale_noise(x0, t, noise) = (1 - sigma_t) x0 + sigma_t noise``: what flow img2img
+  pipelines call instead of ``add_noise`` (the same forward process).
+- ``set_timesteps(sigmas=..., mu=...)``: diffusers' flow sigmas (unshifted u in (0, 1],
+  no final 0) and Flux's dynamic shift exp(mu), read as FlowMatchEulerDiscreteScheduler
+  reads them (:mod:`diffkit.integrations.diffusers.flow`).
 """
 
 from __future__ import annotations
@@ -57,14 +69,21 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutpu
 
 from diffkit.conversions import PREDICTION_TYPES
 from diffkit.integrations.coroutine import SamplerCoroutine, model_call_times
-from diffkit.integrations.diffusers.config import DEFAULTS, config_from_schedule, schedule_from_config
+from diffkit.integrations.diffusers.config import (
+    DEFAULTS,
+    FLOW_KEYS,
+    DynamicShift,
+    config_from_schedule,
+    schedule_from_config,
+)
+from diffkit.integrations.diffusers.flow import grid_schedule, timesteps_from_flow_sigmas
 from diffkit.samplers.registry import get_sampler
 from diffkit.samplers.run import state_dtype
-from diffkit.schedules import Linear, Schedule
+from diffkit.schedules import FlowMatch, Linear, Schedule, default_spacing
 from diffkit.schedules import timesteps as make_timesteps
 
 # diffusers config keys that describe training: from_config(config, **kwargs) lets kwargs override them
-TRAINING_KEYS = frozenset(DEFAULTS) | {"trained_betas", "variance_type", "timestep_type"}
+TRAINING_KEYS = frozenset(DEFAULTS) | FLOW_KEYS | {"trained_betas", "variance_type", "timestep_type"}
 PIPELINE_STEP_KWARGS = frozenset({"eta", "use_clipped_model_output"})  # DDIMPipeline's, accepted and not read
 CALL_TIMES_CACHED = 16  # grids whose model call times an instance remembers
 
@@ -87,9 +106,10 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
     """A diffkit sampler as a diffusers scheduler (module docstring).
 
     ``DiffkitScheduler(sampler="dpmpp_2m", spacing=None, timesteps=None, schedule=Linear(),
-    prediction_type="epsilon", **options)``; usually built with :meth:`from_scheduler` or
-    :meth:`from_config`, which read ``schedule`` and ``prediction_type`` from a diffusers config.
-    ``timesteps`` fixes the visited timesteps (the pipeline must then ask for that many steps).
+    prediction_type="epsilon", dynamic_shift=None, **options)``; usually built with
+    :meth:`from_scheduler` or :meth:`from_config`, which read ``schedule``, ``prediction_type``
+    and ``dynamic_shift`` from a diffusers config. ``timesteps`` fixes the visited timesteps
+    (the pipeline must then ask for that many steps).
     """
 
     order = 1  # diffusers reads it on the class too; an instance has its sampler's model calls per step
@@ -98,11 +118,12 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
     def __init__(
         self,
         sampler: str = "dpmpp_2m",  # a registered sampler (diffkit.SAMPLERS)
-        spacing: str | None = None,  # a diffkit spacing; None: the sampler's default
+        spacing: str | None = None,  # a diffkit spacing; None: the sampler's default where the schedule has it
         timesteps: Sequence[float] | None = None,  # fixed visited timesteps instead of a spacing
         *,
         schedule: Schedule | None = None,  # the training schedule; None: diffusers' default, Linear()
         prediction_type: str = "epsilon",  # what the model predicts, in diffkit's names
+        dynamic_shift: DynamicShift | None = None,  # flow matching: each grid's mu comes to set_timesteps
         **options: Any,  # the sampler's options
     ) -> None:
         info = get_sampler(sampler)
@@ -116,9 +137,11 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: {', '.join(PREDICTION_TYPES)}")
         schedule = Linear() if schedule is None else schedule
         fixed = None if timesteps is None else [float(t) for t in np.asarray(timesteps, dtype=np.float64)]
-        self.register_to_config(**config_from_schedule(schedule, prediction_type), sampler=info.name,
-                                spacing=spacing, timesteps=fixed, sampler_options=dict(options))
+        self.register_to_config(**config_from_schedule(schedule, prediction_type, dynamic_shift),
+                                sampler=info.name, spacing=spacing, timesteps=fixed, sampler_options=dict(options))
         self.schedule, self.sampler_info, self.model_prediction_type = schedule, info, prediction_type
+        self.dynamic_shift = dynamic_shift
+        self._grid_schedule = schedule  # the schedule of the current timesteps: FlowMatch(mu=...) when dynamic
         self.order = info.evals_per_step
         self._options = {**info.options, **options}
         self.num_inference_steps: int | None = None
@@ -128,7 +151,7 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
         self._starts: dict[int, int] = {}  # call index -> visited index, where a step starts
         self._visited = np.empty(0)
         self._begin_index: int | None = None
-        self._call_times_cache: dict[bytes, tuple[float, ...]] = {}  # visited grid -> its model call times
+        self._call_times_cache: dict[tuple[Schedule, bytes], tuple[float, ...]] = {}  # grid -> model call times
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -157,7 +180,8 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
         for key in ("sampler", "spacing", "timesteps"):
             if key in kwargs:
                 own[key] = kwargs.pop(key)
-        scheduler = cls(**own, schedule=schedule, prediction_type=kind, **options, **kwargs)
+        scheduler = cls(**own, schedule=schedule, prediction_type=kind, dynamic_shift=DynamicShift.from_config(config),
+                        **options, **kwargs)
         return (scheduler, {}) if return_unused_kwargs else scheduler
 
     @classmethod
@@ -175,34 +199,44 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
         num_inference_steps: int | None = None,
         device: str | torch.device | None = None,
         timesteps: Sequence[float] | None = None,  # custom visited timesteps (retrieve_timesteps)
-        sigmas: Sequence[float] | None = None,  # custom k-diffusion sigmas, ending with the final 0
+        sigmas: Sequence[float] | None = None,  # custom sigmas: k-diffusion's ending with 0; flow: unshifted u
+        mu: float | None = None,  # flow matching with use_dynamic_shifting: the grid's shift is exp(mu)
     ) -> None:
         """Choose the visited timesteps and list every model call in ``self.timesteps``; ends an unfinished run."""
         self.close()
-        visited = self._visited_timesteps(num_inference_steps, timesteps, sigmas)
-        calls = self._call_times(visited)
+        schedule = grid_schedule(self.schedule, self.dynamic_shift, mu)
+        visited = self._visited_timesteps(schedule, num_inference_steps, timesteps, sigmas)
+        calls = self._call_times(schedule, visited)
         starts, j = {}, 0
         for i, t in enumerate(calls):
             if j < len(visited) and t == visited[j]:
                 starts[i], j = j, j + 1
-        integral = all(float(t).is_integer() for t in calls)
+        # flow matching's time is continuous (diffusers' flow schedulers: float32 throughout)
+        integral = not self._flow and all(float(t).is_integer() for t in calls)
         table = torch.tensor(calls, dtype=torch.int64 if integral else torch.float32)
         self._calls, self._call_values, self._starts, self._visited = calls, table.tolist(), starts, visited
+        self._grid_schedule = schedule
         self.timesteps = table.to(device) if device is not None else table
         self.num_inference_steps = len(visited)
         self._begin_index = None
 
-    def _visited_timesteps(self, steps: int | None, timesteps: Any, sigmas: Any) -> np.ndarray:
+    @property
+    def _flow(self) -> bool:
+        return isinstance(self.schedule, FlowMatch)
+
+    def _visited_timesteps(self, schedule: Schedule, steps: int | None, timesteps: Any, sigmas: Any) -> np.ndarray:
         if timesteps is not None and sigmas is not None:
             raise ValueError("pass timesteps or sigmas, not both")
         if timesteps is not None:
             return np.asarray(torch.as_tensor(timesteps).cpu(), dtype=np.float64)
+        if sigmas is not None and self._flow:
+            return timesteps_from_flow_sigmas(schedule, sigmas, steps)
         if sigmas is not None:
             sigmas = np.asarray(torch.as_tensor(sigmas).cpu(), dtype=np.float64)
             if sigmas.ndim != 1 or sigmas.size < 2 or sigmas[-1] != 0:
                 raise ValueError("sigmas are k-diffusion sigmas (sigma / alpha) of the visited timesteps followed "
                                  f"by the final 0, as diffusers takes them; got {sigmas.tolist()}")
-            return np.asarray(self.schedule.t_from_sigma_k(sigmas[:-1]), dtype=np.float64)
+            return np.asarray(schedule.t_from_sigma_k(sigmas[:-1]), dtype=np.float64)
         if self.config.timesteps is not None:
             fixed = np.asarray(self.config.timesteps, dtype=np.float64)
             if steps is not None and steps != len(fixed):
@@ -211,14 +245,15 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
             return fixed
         if steps is None:
             raise ValueError("set_timesteps needs num_inference_steps (or timesteps, or sigmas)")
-        return make_timesteps(self.schedule, steps, self.config.spacing or self.sampler_info.default_spacing)
+        spacing = self.config.spacing or default_spacing(schedule, self.sampler_info.default_spacing)
+        return make_timesteps(schedule, steps, spacing)
 
-    def _call_times(self, visited: np.ndarray) -> tuple[float, ...]:
+    def _call_times(self, schedule: Schedule, visited: np.ndarray) -> tuple[float, ...]:
         """model_call_times on ``visited``, remembered: pipelines ask for the same grid call after call."""
-        key = visited.tobytes()
+        key = (schedule, visited.tobytes())
         calls = self._call_times_cache.get(key)
         if calls is None:
-            calls = model_call_times(self.sampler_info.fn, self.schedule, visited,
+            calls = model_call_times(self.sampler_info.fn, schedule, visited,
                                      prediction_type=self.model_prediction_type, options=self._options)
             if len(self._call_times_cache) >= CALL_TIMES_CACHED:
                 del self._call_times_cache[next(iter(self._call_times_cache))]
@@ -238,7 +273,7 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"a run can start only where a step starts, at timesteps[k] for k in "
                              f"{sorted(self._starts)}; got {k!r}")
         j = self._starts[k]
-        if k > 0 and self._call_times(self._visited[j:]) != self._calls[k:]:
+        if k > 0 and self._call_times(self._grid_schedule, self._visited[j:]) != self._calls[k:]:
             raise ValueError(f"sampler {self.sampler_info.name!r} started at timesteps[{k}] makes other model "
                              "calls than the rest of scheduler.timesteps lists")
         return j
@@ -253,6 +288,10 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
         if t.numel() == 1:
             t = t.expand(original_samples.shape[0])
         return self.schedule.add_noise(original_samples, noise, t)
+
+    def scale_noise(self, sample: torch.Tensor, timestep: Any, noise: torch.Tensor) -> torch.Tensor:
+        """``add_noise`` as flow img2img pipelines call it: on FlowMatch x_t = (1 - sigma_t) x0 + sigma_t noise."""
+        return self.add_noise(sample, noise, timestep)
 
     def step(
         self,
@@ -300,7 +339,7 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
             if k is None:
                 raise ValueError(f"step() got timestep {t:g}, where no step of scheduler.timesteps starts")
         j = self._check_start(k)
-        self._run = SamplerCoroutine(self.sampler_info.fn, sample.to(state_dtype(sample)), self.schedule,
+        self._run = SamplerCoroutine(self.sampler_info.fn, sample.to(state_dtype(sample)), self._grid_schedule,
                                      self._visited[j:], prediction_type=self.model_prediction_type,
                                      generator=generator, options=self._options)
         self._step_index, self._generator = k, generator
@@ -360,3 +399,4 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, sampler_info=get_sampler(state["sampler_info"]))
+
