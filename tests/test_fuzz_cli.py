@@ -80,7 +80,7 @@ def _stand_ins(monkeypatch) -> dict:
     reached: dict = {}
 
     def sample_digits(model, schedule, labels, *, sampler, steps, guidance, seed, spacing, batch_size, progress,
-                      timesteps=None, classifier_guidance=0.0, classifier=None):
+                      timesteps=None, classifier_guidance=0.0, classifier=None, classifier_schedule=None):
         assert 1 <= steps <= 100_000 and math.isfinite(guidance) and 0 <= seed < 2**64 and len(labels) >= 1
         reached["sample"] = True
         return torch.zeros(len(labels), 1, 8, 8)
