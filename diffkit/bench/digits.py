@@ -150,7 +150,8 @@ def tasks(opts, out: dict) -> list:
 
     out_tasks = [("digits: classifier, floor", 20.0, prepare_floor)]
     for name in names:
-        out_tasks.append((f"{name}: load, reference", 20.0 + 1.5 * ref_steps * n / 200, lambda name=name: prepare(name)))
+        out_tasks.append((f"{name}: load, reference", 20.0 + 1.5 * ref_steps * n / 200,
+                          lambda name=name: prepare(name)))
         for sampler in samplers:
             info = get_sampler(sampler)
             for nfe in cfg["nfes"]:

@@ -91,7 +91,8 @@ def heldout_accuracy(model: NoisyDigitsClassifier, schedule: Schedule, t: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffkit.digits.train_classifier", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m diffkit.digits.train_classifier",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help=f"output file (default {DEFAULT_OUT})")
     parser.add_argument("--steps", type=int, default=ClassifierTraining.steps, help="AdamW steps")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation and every draw")

@@ -77,7 +77,8 @@ class GridFit:
 def optimize_timesteps(eps_model, schedule, sampler, steps, shape, *, generator=None, cond=None,
                        **options) -> np.ndarray:
     """The ``steps`` timesteps fitted for ``sampler`` on ``eps_model`` (the module docstring; :func:`fit_timesteps`)."""
-    return fit_timesteps(eps_model, schedule, sampler, steps, shape, generator=generator, cond=cond, **options).timesteps
+    fit = fit_timesteps(eps_model, schedule, sampler, steps, shape, generator=generator, cond=cond, **options)
+    return fit.timesteps
 
 
 def fit_timesteps(
