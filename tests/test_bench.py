@@ -65,7 +65,8 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
         assert (r["rms"] is None) == SAMPLERS[r["sampler"]].stochastic
     # second order converges: each NFE doubling must cut the error, by at least 1.5x from 10 to 20
     # (measured 0.215 -> 0.101 at N=256; order ~2 would give 4x asymptotically)
-    errs = [r["rms"] for r in sorted(rows, key=lambda r: r["nfe"]) if r["sampler"] == "dpmpp_2m" and r["spacing"] == "karras"]
+    errs = [r["rms"] for r in sorted(rows, key=lambda r: r["nfe"])
+            if r["sampler"] == "dpmpp_2m" and r["spacing"] == "karras"]
     assert errs[0] > errs[1] > 1.5 * errs[2]
     assert errs[0] < 1.0  # data span ~2.5 units: anything above 1 means a broken sampler, not a coarse one
     for key in ("floor", "exact_ode"):

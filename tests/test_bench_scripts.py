@@ -38,7 +38,8 @@ def test_library_never_imports_benchmarks_nor_edits_sys_path():
                 assert (node.module or "").split(".")[0] != "benchmarks", path
             elif isinstance(node, ast.Attribute) and node.attr == "path":
                 assert not (isinstance(node.value, ast.Name) and node.value.id == "sys"), f"sys.path in {path}"
-            elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+            elif (isinstance(node, ast.Call)
+                  and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"):
                 name = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else ""
                 assert not str(name).startswith("benchmarks"), path
 

@@ -97,10 +97,12 @@ SAMPLE_CASES = {
     "out is a directory named .png": (["--out", "{a_dir}/.."], "--out must end in .png"),
     "out's parent is a file": (["--out", "{a_file}/x.png"], "is not a directory"),
     "out not writable": (["--out", "{unwritable}/x.png"], "cannot write"),
-    "out is the checkpoint": (["--checkpoint", "{weights.png}", "--out", "{weights.png}"], "is the checkpoint being read"),
+    "out is the checkpoint": (["--checkpoint", "{weights.png}", "--out", "{weights.png}"],
+                              "is the checkpoint being read"),
     "out has a null byte": (["--out", "a\x00b.png"], "cannot write"),
     # argument values
-    "seed beyond 64 bits": (["--seed", str(2**64)], "argument --seed: expected an integer in [0, 18446744073709551615]"),
+    "seed beyond 64 bits": (["--seed", str(2**64)],
+                            "argument --seed: expected an integer in [0, 18446744073709551615]"),
     "seed negative": (["--seed", "-1"], "argument --seed: expected an integer in [0,"),
     "seed not a number": (["--seed", "0x10"], "argument --seed: expected an integer"),
     "columns zero": (["--columns", "0"], "argument --columns: expected an integer >= 1, got '0'"),
@@ -120,7 +122,8 @@ SAMPLE_CASES = {
     "missing value": (["--n"], "argument --n: expected one argument"),
     # resources
     "grid of ten million digits": (["--n", "10000000"], "the PNG grid of 10000000 samples would have"),
-    "schedule of a billion steps": (["--checkpoint", "{huge_T}"], "num_train_timesteps must be an integer >= 2 and <= 100,000"),
+    "schedule of a billion steps": (["--checkpoint", "{huge_T}"],
+                                    "num_train_timesteps must be an integer >= 2 and <= 100,000"),
     # step counts that cannot give a sample
     "ddpm with one step": (["--sampler", "ddpm", "--steps", "1"], "visits only t=0, so the sample would be"),
     "leading beyond T": (["--spacing", "leading", "--steps", "1001"], "steps must be <= T=1000"),
@@ -145,7 +148,8 @@ TRAIN_CASES = {
     "resume from nothing": (["--resume", "--checkpoint", "{root}/none.safetensors"], "--resume: no checkpoint at"),
     "checkpoint not safetensors": (["--checkpoint", "{root}/c.pt"], "--checkpoint must end in .safetensors"),
     "checkpoint-every zero": (["--checkpoint-every", "0"], "argument --checkpoint-every: expected an integer >= 1"),
-    "checkpoint-every negative": (["--checkpoint-every", "-5"], "argument --checkpoint-every: expected an integer >= 1"),
+    "checkpoint-every negative": (["--checkpoint-every", "-5"],
+                                  "argument --checkpoint-every: expected an integer >= 1"),
     "batch larger than the data": (["--batch-size", "1501"], "--batch-size must be in [1, 1500]"),
     "lr zero": (["--lr", "0"], "argument --lr: expected a finite number > 0"),
     "lr nan": (["--lr", "nan"], "argument --lr: expected a finite number > 0"),
@@ -166,7 +170,8 @@ def test_train_errors(files, no_work, capsys, extra, message):
 
 def test_train_refuses_an_incomplete_checkpoint_by_name(files, capsys, tmp_path):
     ckpt = tmp_path / "ckpt.safetensors"
-    args = ["train", "--steps", "1", "--batch-size", "4", "--out", str(tmp_path / "w.safetensors"), "--checkpoint", str(ckpt)]
+    args = ["train", "--steps", "1", "--batch-size", "4", "--out", str(tmp_path / "w.safetensors"),
+            "--checkpoint", str(ckpt)]
     assert main(args) == 0
     capsys.readouterr()
     tensors, metadata = read_tensors(ckpt)
@@ -293,7 +298,8 @@ def test_ctrl_c_in_train_says_how_to_resume(files, monkeypatch, capsys, tmp_path
             "--out", str(tmp_path / "w.safetensors")]  # fmt: skip
     assert main(args) == 130
     last = capsys.readouterr().err.splitlines()[-1]
-    assert last == f"diffkit train: interrupted; {ckpt} holds step 2 of 6: to continue, run the same command with --resume"
+    assert last == (f"diffkit train: interrupted; {ckpt} holds step 2 of 6: "
+                    "to continue, run the same command with --resume")
     monkeypatch.setattr(training, "_train_step", real_step)
     assert main([*args, "--resume"]) == 0 and (tmp_path / "w.safetensors").is_file()
 

@@ -77,7 +77,8 @@ def test_every_sampler_runs_from_the_cli(tiny_weights, tmp_path, sampler):
 
 def test_same_seed_same_png(tiny_weights, tmp_path):
     for name in ("a", "b"):
-        main(["sample", "--checkpoint", str(tiny_weights), "--n", "3", "--steps", "2", "--out", str(tmp_path / f"{name}.png")])
+        main(["sample", "--checkpoint", str(tiny_weights), "--n", "3", "--steps", "2",
+              "--out", str(tmp_path / f"{name}.png")])
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
@@ -132,7 +133,8 @@ def test_bad_arguments_exit_2_with_one_line(tiny_weights, tmp_path, capsys, extr
 
 
 def test_module_entry_point_gives_one_line_error_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "diffkit", "sample", "--sampler", "nope"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "diffkit", "sample", "--sampler", "nope"],
+                          capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("diffkit sample: error: unknown sampler")
     assert "Traceback" not in proc.stderr
 

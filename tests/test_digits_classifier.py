@@ -67,7 +67,8 @@ def test_shifts_move_whole_images_by_at_most_one_pixel():
 
 @pytest.mark.parametrize("name", ["digits", "digits-flow"])
 def test_classifier_guidance_makes_the_unconditional_model_draw_the_class(name):
-    # The shipped classifier was trained on Linear; on the flow model it is asked at equal noise (RescheduledClassifier).
+    # The shipped classifier was trained on Linear; on the flow model it is asked at equal noise
+    # (RescheduledClassifier).
     from diffkit.digits.evaluate import balanced_labels, classifier, sample_digits
     from diffkit.digits.pretrained import load_embedded
 

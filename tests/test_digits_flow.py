@@ -127,7 +127,8 @@ def test_model_file_round_trip_keeps_the_prediction_type(tmp_path):
     del config["prediction_type"]
     save_tensors(tmp_path / "old.safetensors", tensors, {**metadata, "config": json.dumps(config)})
     assert load_pretrained(tmp_path / "old.safetensors")[0].prediction_type == "epsilon"
-    save_tensors(tmp_path / "bad.safetensors", tensors, {**metadata, "config": json.dumps({**config, "prediction_type": "x"})})
+    save_tensors(tmp_path / "bad.safetensors", tensors,
+                 {**metadata, "config": json.dumps({**config, "prediction_type": "x"})})
     with pytest.raises(ValueError, match="prediction_type must be one of"):
         load_pretrained(tmp_path / "bad.safetensors")
 
@@ -209,6 +210,7 @@ def test_digits_benchmark_measures_both_models_side_by_side():
     assert "digits-flow reference" in report.digits_table(out)
 
     quality = digits.quality_report(n=20, nfes=(5,), samplers=("ddim",), guidance=(1.0,))
-    assert [(r["model"], r["spacing"]) for r in quality["samplers"]] == [("digits", "karras"), ("digits-flow", "shifted")]
+    assert [(r["model"], r["spacing"]) for r in quality["samplers"]] == [("digits", "karras"),
+                                                                          ("digits-flow", "shifted")]
     text = digits.quality_markdown(quality)
     assert "| sampler | digits 5 | digits-flow 5 |" in text and "| ddim |" in text

@@ -189,7 +189,8 @@ def test_the_samplers_own_known_pixels_are_never_read(sampler, gmm8d, linear):
     torch.testing.assert_close(runs[0][:, 4:], runs[1][:, 4:], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("sampler, options", [("ddim", {}), ("ddpm", {}), ("euler_ancestral", {}), ("ddim", {"eta": 1.0})])
+@pytest.mark.parametrize("sampler, options",
+                         [("ddim", {}), ("ddpm", {}), ("euler_ancestral", {}), ("ddim", {"eta": 1.0})])
 def test_the_wrapper_is_the_replacement_method(sampler, options, gmm8d, linear):
     x_known, mask, steps = gmm8d.sample_data(4, gen(0)), half_mask(4), 6
     out = diffkit.inpaint(gmm8d, linear, x_known, mask, sampler, steps, generator=gen(1), **options)

@@ -107,7 +107,8 @@ def test_mutated_valid_files_are_refused_or_read(changes):
 
 
 JUNK = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True), st.text(max_size=5),
-                 st.integers(-2**70, 2**70), st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))  # fmt: skip
+                 st.integers(-2**70, 2**70), st.lists(st.integers(-3, 3), max_size=3),
+                 st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))  # fmt: skip
 HUGE = st.sampled_from([2**31, 2**32 + 1, 2**40, 2**62, 2**63 - 1, 2**63, 2**64, 10**30, -1, -(2**63)])
 DIM = st.one_of(st.integers(0, 4), HUGE)
 
@@ -130,7 +131,8 @@ def test_absurd_header_values_are_refused_or_read(dtype, shape, offsets, data, e
 
 
 @pytest.mark.parametrize("header", [
-    {"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}, "b": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}},
+    {"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]},
+     "b": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}},
     {"a": {"dtype": "U8", "shape": [4], "data_offsets": [4, 8]}},  # a gap before it
     {"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}},  # bytes left over after it
 ], ids=["overlap", "gap", "tail"])  # fmt: skip
@@ -176,7 +178,7 @@ def _load_with(config: object, schedule: object, tensors: dict | None = None) ->
         except ValueError as err:
             assert str(path) in str(err)
             return
-        loaded_schedule.alphas_cumprod  # the tables a sampler builds first: bounded too
+        _ = loaded_schedule.alphas_cumprod  # the tables a sampler builds first: bounded too
         assert sum(p.numel() for p in model.state_dict().values()) <= sum(t.numel() for t in TENSORS.values())
 
 
@@ -302,7 +304,8 @@ def test_checkpoints_missing_an_entry_are_refused_by_name(key):
        st.dictionaries(st.sampled_from(sorted(CKPT_METADATA)), st.one_of(st.text(max_size=6), st.sampled_from(
            ["-1", "1e400", "nan", "[]", "{}", "[[[[", '{"lr": 0.5}', str(2**70)])), max_size=2),
        st.dictionaries(st.sampled_from(["rng.torch", "rng.data"]), st.sampled_from(
-           [torch.zeros(3, dtype=torch.uint8), torch.zeros(5000, dtype=torch.float32), torch.zeros(0, dtype=torch.uint8)]),
+           [torch.zeros(3, dtype=torch.uint8), torch.zeros(5000, dtype=torch.float32),
+            torch.zeros(0, dtype=torch.uint8)]),
            max_size=1))  # fmt: skip
 def test_damaged_checkpoints_resume_exactly_or_are_refused(dropped, changed_metadata, changed_tensors):
     tensors = {**{k: v for k, v in CKPT_TENSORS.items() if k not in dropped}, **changed_tensors}
@@ -318,5 +321,6 @@ def test_damaged_checkpoints_resume_exactly_or_are_refused(dropped, changed_meta
 def test_read_checkpoint_names_every_missing_entry():
     path = SCRATCH / "partial.safetensors"
     path.write_bytes(safetensors_bytes({"model.w": torch.zeros(1)}, {"kind": "train_checkpoint", "step": "1"}))
-    with pytest.raises(ValueError, match="missing running_loss, param_groups, options, schedule, rng.torch, rng.data, ema"):
+    missing = "missing running_loss, param_groups, options, schedule, rng.torch, rng.data, ema"
+    with pytest.raises(ValueError, match=missing):
         read_checkpoint(path)

@@ -30,7 +30,8 @@ SCHEDULES = {"linear": Linear(), "cosine": Cosine(), "linear_T8": Linear(8, 1e-3
 NAMES = {"eps_model": r"model|eps", "schedule": r"schedule", "sampler": r"sampler", "steps": r"steps",
          "x": r"\bx\b|x_T|starting noise", "shape": r"shape", "generator": r"generator|seed", "spacing": r"spacing",
          "callback": r"callback", "progress": r"progress", "cond": r"cond", "device": r"device", "dtype": r"dtype",
-         "eta": r"eta", "r": r"\br\b", "variance": r"variance", "noise_sampler": r"noise", "option": r"option"}  # fmt: skip
+         "eta": r"eta", "r": r"\br\b", "variance": r"variance", "noise_sampler": r"noise",
+         "option": r"option"}  # fmt: skip
 
 
 def eps_model(x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
@@ -160,7 +161,8 @@ def test_sample_arguments(call, data):
     out, seen = _run(call)
     shape = tuple(call["x"].shape) if "x" in call else tuple(call["shape"])
     assert tuple(out.shape) == shape and torch.isfinite(out).all()
-    expected = torch.float64 if call.get("dtype", getattr(call.get("x"), "dtype", None)) == torch.float64 else torch.float32
+    requested = call.get("dtype", getattr(call.get("x"), "dtype", None))
+    expected = torch.float64 if requested == torch.float64 else torch.float32
     assert out.dtype == expected
     if before is not None:
         assert torch.equal(call["x"], before), "the caller's x_T was written"
@@ -213,7 +215,8 @@ INF_X = torch.full((3, 2), math.inf)
 NAN_X = torch.full((3, 2), math.nan)
 SAMPLER_CASES = [
     *[(f"model writes into x ({s})", _x_t_untouched, _base(s, eps_model=_writes_its_input)) for s in SAMPLERS],
-    *[(f"cond is a {type(v).__name__}", _clear_error("cond"), _base(cond=v)) for v in ([1, 2], "ab", 5, torch.zeros(3))],
+    *[(f"cond is a {type(v).__name__}", _clear_error("cond"), _base(cond=v))
+      for v in ([1, 2], "ab", 5, torch.zeros(3))],
     *[(f"x holds inf ({s})", _no_silent_non_finite, _base(s, x=INF_X.clone())) for s in ("ddpm", "ddim", "dpmpp_sde")],
     *[(f"x holds inf ({s}): blamed on the model", _no_silent_non_finite, _base(s, x=INF_X.clone()))
       for s in ("dpmpp_2m", "dpmpp_2m_sde")],
@@ -224,7 +227,8 @@ SAMPLER_CASES = [
      _base("dpmpp_2m_sde", eta=0.0, generator="seed")),
     ("generator='seed' ignored by ddpm at 1 step", _clear_error("generator"),
      _base("ddpm", steps=1, spacing="trailing", generator="seed")),
-    ("generator=5 (dpmpp_sde): 'int' object is not iterable", _clear_error("generator"), _base("dpmpp_sde", generator=5)),
+    ("generator=5 (dpmpp_sde): 'int' object is not iterable", _clear_error("generator"),
+     _base("dpmpp_sde", generator=5)),
     ("generator='seed' (dpmpp_sde): AttributeError", _clear_error("generator"), _base("dpmpp_sde", generator="seed")),
     ("generator=[1, 2] (dpmpp_sde)", _clear_error("generator"), _base("dpmpp_sde", generator=[1, 2])),
     ("generator='seed' (dpmpp_sde, 1 step): accepted", _clear_error("generator"),

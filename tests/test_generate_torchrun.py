@@ -90,7 +90,8 @@ def test_more_processes_than_seeds_is_one_line(tmp_path):
 def test_throughput_benchmark_runs_and_tabulates():
     from diffkit.bench.generate import markdown, throughput
 
-    report = throughput(4, 1, ["--steps", "2", "--batch", "4"], cwd=ROOT, configs=((1, 1, None),), progress=lambda line: None)
+    report = throughput(4, 1, ["--steps", "2", "--batch", "4"], cwd=ROOT, configs=((1, 1, None),),
+                        progress=lambda line: None)
     (row,) = report["summary"]
     assert row["config"] == "1 x 1" and row["images_per_s_median"] > 0 and report["runs"][0]["images"] == 4
     assert "| 1 x 1 |" in markdown(report) and "torchrun --nnodes=2" in markdown(report)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffkit.kernels import attention, lincomb, lincomb_ref
+from diffkit.kernels import attention, lincomb
 from diffkit.kernels._backend import interpreting, triton_installed, triton_on, use_triton
 from diffkit.kernels.groupnorm_silu import groupnorm_silu
 

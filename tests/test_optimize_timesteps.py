@@ -163,3 +163,16 @@ def test_gits_dev_refuses_zero_terminal_snr():
     model = GaussianMixture.two_d(schedule).as_model("v_prediction")
     with pytest.raises(ValueError, match="'gits_dev' measures from the chord x_T / alpha_T, which is infinite"):
         fit_timesteps(model, schedule, "ddim", 4, (4, 2), spacing="trailing", cost="gits_dev", **CHEAP)
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ipndm"])
+def test_families_without_the_samplers_default_spacing_start_from_their_own(sampler):
+    # FlowMatch has no karras grid (zero SNR at t_max): the start grid is the schedule's own, as in diffkit.sample.
+    from diffkit.schedules import FlowMatch
+
+    schedule = FlowMatch(shift=3.0)
+    model = GaussianMixture.random(schedule, dim=4, components=2, seed=0).as_model("flow")
+    fit = fit_timesteps(model, schedule, sampler, 4, (16, 4), generator=torch.Generator().manual_seed(0),
+                        teacher_steps=16, refine_evals=4)
+    grid = fit.timesteps
+    assert len(grid) == 4 and grid[0] == schedule.t_max and np.all(np.diff(grid) < 0) and grid[-1] >= schedule.t_min

@@ -25,3 +25,11 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch):
         exec(compile(BLOCKS[index], f"README.md python block {index + 1}", "exec"), {"__name__": "__readme__"})
     if "print(" in BLOCKS[index]:
         assert stdout.getvalue().strip()
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    # .ci/run is the CI entry point; the README's command is what a reader runs: the two must not drift.
+    shell = "\n".join(re.findall(r"^```bash\n(.*?)^```", README.read_text(), flags=re.S | re.M)).splitlines()
+    (command,) = [line for line in shell if "pytest" in line]
+    assert "ruff check ." in command and "mypy" in command
+    assert command in (README.parent / ".ci" / "run").read_text().splitlines()

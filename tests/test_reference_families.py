@@ -117,7 +117,8 @@ def test_diffusers_static_shift_is_applied_twice():
         theirs, ts = _flow_euler_peer(model, x_T, steps, shift=3.0)
         once = schedule.shifted(np.float64(1.0 / T))
         np.testing.assert_allclose(ts / T, schedule.shifted(np.linspace(1.0, once, steps)), rtol=1e-6)
-        assert ts[-1] / T == pytest.approx(schedule.shifted(once), rel=1e-6) and once == pytest.approx(0.0029940, abs=1e-7)
+        assert ts[-1] / T == pytest.approx(schedule.shifted(once), rel=1e-6)
+        assert once == pytest.approx(0.0029940, abs=1e-7)
         ours = diffkit.sample(model, schedule, "ddim", steps, x=x_T)
         assert 0.9 < _rms(theirs, exact) / _rms(ours, exact) < 1.0  # measured 0.957-0.994
 
@@ -196,7 +197,8 @@ def test_multistep_flow_schedulers_start_short_of_pure_noise_and_truncate_the_mo
 
 # -- zero terminal SNR: DDIM, and the 2**-24 stand-in of the multistep schedulers ------------------------
 
-ZERO_SNR = {"linear": Linear(rescale_zero_terminal_snr=True), "scaled_linear": ScaledLinear(rescale_zero_terminal_snr=True)}
+ZERO_SNR = {"linear": Linear(rescale_zero_terminal_snr=True),
+            "scaled_linear": ScaledLinear(rescale_zero_terminal_snr=True)}
 
 
 @pytest.mark.parametrize("schedule_name", list(ZERO_SNR))

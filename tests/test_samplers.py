@@ -121,7 +121,8 @@ def test_state_dtype_and_model_dtype(name, dtype, state, gmm2d, linear):
         seen.add((x.dtype, t.dtype))
         return gmm2d(x.double(), t.double()).to(x.dtype)
 
-    x = diffkit.sample(model, linear, name, steps=4, x=noise((8, 2)).to(dtype), generator=torch.Generator().manual_seed(0))
+    x = diffkit.sample(model, linear, name, steps=4, x=noise((8, 2)).to(dtype),
+                       generator=torch.Generator().manual_seed(0))
     assert x.dtype == state and torch.isfinite(x).all()
     assert {d for d, _ in seen} == {dtype}  # the model sees its own dtype; the state stays >= float32
     assert {td for _, td in seen} == {torch.float64 if dtype == torch.float64 else torch.float32}
@@ -158,7 +159,8 @@ def test_loop_never_reads_tensor_values(name, linear):
 
 def test_x_drawn_from_shape_and_generator(gmm2d, linear):
     a = diffkit.sample(gmm2d, linear, "ddim", steps=3, shape=(5, 2), generator=torch.Generator().manual_seed(1))
-    b = diffkit.sample(gmm2d, linear, "ddim", steps=3, x=torch.randn((5, 2), generator=torch.Generator().manual_seed(1)))
+    b = diffkit.sample(gmm2d, linear, "ddim", steps=3,
+                       x=torch.randn((5, 2), generator=torch.Generator().manual_seed(1)))
     torch.testing.assert_close(a, b)
 
 
@@ -170,7 +172,8 @@ def test_sampler_function_can_be_passed(gmm2d, linear):
 # -- bad input ---------------------------------------------------------------------------------
 
 def test_unknown_sampler_lists_the_registry(gmm2d, linear):
-    with pytest.raises(ValueError, match="unknown sampler 'no_such_sampler'; registered samplers: ddpm, ddim, dpmpp_2m"):
+    with pytest.raises(ValueError,
+                       match="unknown sampler 'no_such_sampler'; registered samplers: ddpm, ddim, dpmpp_2m"):
         diffkit.sample(gmm2d, linear, "no_such_sampler", x=noise((2, 2)))
 
 

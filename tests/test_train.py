@@ -1,4 +1,4 @@
-"""diffkit.digits.train: the DDPM and flow objectives, exact resume, safe atomic checkpoints, and the ``diffkit train`` CLI."""
+"""diffkit.digits.train and ``diffkit train``: the DDPM and flow objectives, exact resume, safe atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -208,7 +208,8 @@ def test_safetensors_writer_is_deterministic_and_readable():
 
     gen = torch.Generator().manual_seed(0)
     tensors = {"w": torch.randn((3, 5), generator=gen), "step": torch.tensor(4.0), "ids": torch.arange(7),
-               "half": torch.randn(4, generator=gen).bfloat16(), "empty": torch.zeros(0, 2), "mask": torch.tensor([True])}  # fmt: skip
+               "half": torch.randn(4, generator=gen).bfloat16(), "empty": torch.zeros(0, 2),
+               "mask": torch.tensor([True])}  # fmt: skip
     metadata = {"b": "2", "a": "1", "config": json.dumps({"x": [1, 2]})}
     payload = safetensors_bytes(tensors, metadata)
     # Same bytes whatever the insertion order (safetensors' own writer orders metadata by hash).
@@ -232,7 +233,8 @@ def test_digits_split_is_fixed_and_disjoint():
 
 def test_cli_train_then_resume(tmp_path, capsys):
     out, ckpt = tmp_path / "digits.safetensors", tmp_path / "ckpt.safetensors"
-    args = ["train", "--steps", "2", "--batch-size", "4", "--out", str(out), "--checkpoint", str(ckpt), "--threads", "1"]
+    args = ["train", "--steps", "2", "--batch-size", "4", "--out", str(out), "--checkpoint", str(ckpt),
+            "--threads", "1"]
     assert main(args) == 0
     assert main([*args[:2], "3", *args[3:], "--resume"]) == 0
     model, schedule = load_pretrained(out)

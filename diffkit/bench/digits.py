@@ -54,17 +54,20 @@ QUALITY_NFES = (5, 10, 20)  # the committed digits_quality table's budgets
 
 
 def measure(model, schedule: Schedule, labels: torch.Tensor, *, sampler: str, steps: int, guidance: float = 1.0,
-            seed: int = 0, spacing: str | None = None, batch_size: int = 500) -> tuple[torch.Tensor, dict]:
+            seed: int = 0, spacing: str | None = None, batch_size: int = 500,
+            timesteps=None) -> tuple[torch.Tensor, dict]:
     """Samples for ``labels`` (``sample_digits``) and their scores: (samples, {"accuracy", "fd", "seconds"}).
 
-    ``seconds`` is the sampling alone. ``batch_size`` splits the draw (and so the noise stream):
+    ``timesteps``: an explicit grid instead of ``steps`` and ``spacing``. ``seconds`` is the sampling
+    alone. ``batch_size`` splits the draw (and so the noise stream):
     keep it fixed to compare with earlier results.
     """
     from diffkit.digits import evaluate
 
     start = time.perf_counter()
     x0 = evaluate.sample_digits(model, schedule, labels, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                                spacing=spacing, batch_size=batch_size)
+                                spacing=None if timesteps is not None else spacing, batch_size=batch_size,
+                                timesteps=timesteps)
     seconds = time.perf_counter() - start
     return x0, {"accuracy": evaluate.classifier().accuracy(x0, labels), "fd": evaluate.digits_fd(x0),
                 "seconds": seconds}
@@ -150,7 +153,8 @@ def tasks(opts, out: dict) -> list:
 
     out_tasks = [("digits: classifier, floor", 20.0, prepare_floor)]
     for name in names:
-        out_tasks.append((f"{name}: load, reference", 20.0 + 1.5 * ref_steps * n / 200, lambda name=name: prepare(name)))
+        out_tasks.append((f"{name}: load, reference", 20.0 + 1.5 * ref_steps * n / 200,
+                          lambda name=name: prepare(name)))
         for sampler in samplers:
             info = get_sampler(sampler)
             for nfe in cfg["nfes"]:

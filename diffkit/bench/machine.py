@@ -26,7 +26,8 @@ def cpu_model() -> str:
         m = re.search(rf"^{key}\s*:\s*(.*)$", text, re.MULTILINE)
         fields[key] = m.group(1).strip() if m else ""
     isa = [f for f in ("avx512f", "avx512_bf16", "amx_tile", "avx2") if f in fields["flags"].split()]
-    return f"{fields['model name']} (family {fields['cpu family']} model {fields['model']}; {', '.join(isa) or 'no avx'})"
+    return (f"{fields['model name']} (family {fields['cpu family']} model {fields['model']}; "
+            f"{', '.join(isa) or 'no avx'})")
 
 
 def peak_gflops_fp32(threads: int) -> tuple[float | None, str]:

@@ -48,7 +48,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 def _error_plot(plt, results: dict, model: str, path: Path) -> None:
     sec = results["gmm"][model]
     rows = sec["rows"] + results.get("peers", {}).get("gmm", {}).get(model, [])
-    orders = {(o["impl"], o["sampler"], o["spacing"]): o["order"] for o in sec.get("orders", []) if o["metric"] == "rms"}
+    orders = {(o["impl"], o["sampler"], o["spacing"]): o["order"]
+              for o in sec.get("orders", []) if o["metric"] == "rms"}
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
     series: dict[tuple, list] = {}
     for r in rows:
@@ -99,7 +100,8 @@ def _pareto_plot(plt, results: dict, model: str, path: Path) -> None:
                 ax.loglog(xs, [r[metric] for r in mine], "o", ms=4, color=f"C{keys.index(key) % 10}",
                           label=f"{key[0]}@{key[1]}")
         front = pareto_front(pts)
-        ax.loglog([p[0] for p in front], [p[1] for p in front], "k-", lw=1, drawstyle="steps-post", label="Pareto front")
+        ax.loglog([p[0] for p in front], [p[1] for p in front], "k-", lw=1, drawstyle="steps-post",
+                  label="Pareto front")
         if metric == "sw2":
             ax.axhline(results["gmm"][model]["floor"]["sw2"], color="k", ls="--", lw=1, label="noise floor")
         ax.set_ylabel(metric)

@@ -60,14 +60,16 @@ def quality_table(results: dict, model: str, markdown: bool = False) -> str:
             if r.get(metric) is not None or (not r.get("finite", True) and metric != "rms_path"
                                              and (metric in ("sw2", "mode_tv") or r["deterministic"])):
                 value = r[metric] if r.get("finite", True) else float("nan")  # a NaN sample: no metric is meaningful
-                series.setdefault((series_key(r), metric, r["impl"], r["sampler"], r["spacing"]), {})[r["budget"]] = value
+                key = (series_key(r), metric, r["impl"], r["sampler"], r["spacing"])
+                series.setdefault(key, {})[r["budget"]] = value
     out = []
     for (key, metric, impl, sampler, spacing), values in series.items():
         order = fits.get((impl, sampler, spacing, metric))
         out.append([key, metric] + [fmt(values.get(b)) for b in budgets] + [fmt(order, 2) if order else ""])
     for metric in ("sw2", "mode_tv"):
         spread = sec["floor"].get(f"{metric}_std")
-        out.append([f"floor (mean of {sec['floor'].get('draws', '?')} draws)", metric] + [fmt(sec["floor"][metric])] * len(budgets)
+        out.append([f"floor (mean of {sec['floor'].get('draws', '?')} draws)", metric]
+                   + [fmt(sec["floor"][metric])] * len(budgets)
                    + [f"std {fmt(spread)}" if spread is not None else ""])
     for metric in ("sw2", "mode_tv"):
         out.append(["exact_ode", metric] + [fmt(sec["exact_ode"][metric])] * len(budgets) + [""])
@@ -186,7 +188,8 @@ def best_per_budget(results: dict, model: str) -> list[list]:
         best_tv = min(at, key=lambda r: r["mode_tv"])
         out.append([b,
                     f"{best_rms['sampler']}@{best_rms['spacing']} ({fmt(best_rms['rms'])})" if best_rms else "-",
-                    f"{best_sw2['sampler']}@{best_sw2['spacing']} ({fmt(best_sw2['sw2'])}{at_floor('sw2', best_sw2['sw2'])})",
+                    f"{best_sw2['sampler']}@{best_sw2['spacing']} "
+                    f"({fmt(best_sw2['sw2'])}{at_floor('sw2', best_sw2['sw2'])})",
                     f"{best_tv['sampler']}@{best_tv['spacing']} ({fmt(best_tv['mode_tv'])}"
                     f"{at_floor('mode_tv', best_tv['mode_tv'])})"])
     return out
@@ -205,7 +208,9 @@ How to read:
   1/N and caps every solver near first order (dpmpp_2m measures 1.3-1.4 here, not 2); karras refines the whole path.
 - `sw2`: sliced Wasserstein-2 to N exact data samples along fixed projections; `mode_tv`: total variation between
   sampled and true mode weights. Compare both with the `floor` rows (the same statistic for independent exact
-  data sets of the same N, mean and std of 8 draws); `exact_ode` is the exact ODE's own distance to the data: one draw of x_T (the one every deterministic sampler shares), so judge it against the floor's std; re-drawing x_T moved it over 0.015-0.023 on gmm64 (floor ~0.017).
+  data sets of the same N, mean and std of 8 draws); `exact_ode` is the exact ODE's own distance to the data: \
+one draw of x_T (the one every deterministic sampler shares), so judge it against the floor's std; \
+re-drawing x_T moved it over 0.015-0.023 on gmm64 (floor ~0.017).
   Stochastic samplers are one seed each: differences within a floor std are noise.
 - NFE counts actual model calls. Peers run on the same model and the same x_T. diffusers' DDIM `linspace` visits
   linspace(0, T-1, steps) (t = 0 included) while diffkit's drops t = 0, so that pair differs in grid.
@@ -228,14 +233,16 @@ def render(results: dict, markdown: bool = False) -> str:
         lines += ["", f"{h}{model}: quality vs exact ground truth (N = {sec['samples']}, D = {sec['dim']}, float64; "
                       f"orders fitted over NFE {lo:g}..{hi:g})", "", quality_table(results, model, markdown)]
         lines += ["", f"best diffkit sampler per NFE budget ({model}):", "",
-                  table(["nfe", "lowest rms", "lowest sw2", "lowest mode_tv"], best_per_budget(results, model), markdown)]
+                  table(["nfe", "lowest rms", "lowest sw2", "lowest mode_tv"], best_per_budget(results, model),
+                        markdown)]
         if results.get("peers", {}).get("gmm", {}).get(model):
             lines += ["", f"{h}{model}: peers at equal NFE (ratio > 1: the peer's error is larger)", "",
                       peer_ratio_table(results, model, markdown)]
     if "digits" in results:
         lines += ["", f"{h}digits (trained models: eps and rectified flow)", "", digits_table(results, markdown)]
     if any((results.get("latency") or {}).values()):
-        lines += ["", f"{h}latency ({m['device']}, {m['torch_threads']} thread(s))", "", latency_tables(results, markdown)]
+        lines += ["", f"{h}latency ({m['device']}, {m['torch_threads']} thread(s))", "",
+                  latency_tables(results, markdown)]
     lines += ["", f"peers: diffusers {results['peers']['diffusers']}; k-diffusion {results['peers']['k-diffusion']}"]
     return "\n".join(lines) + "\n"
 

@@ -36,7 +36,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="U-Net presets to time, comma-separated, '' for none (default digits_small,ddpm_cifar10)")
     parser.add_argument("--samples", type=integer(16, MAX_SAMPLES), default=None,
                         help="N samples per mixture (default 4096 / 1024; --quick: 256)")
-    parser.add_argument("--device", default="cpu", help="device for the U-Net latency runs (quality runs stay on the CPU)")
+    parser.add_argument("--device", default="cpu",
+                        help="device for the U-Net latency runs (quality runs stay on the CPU)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--no-peers", action="store_true", help="skip diffusers / k-diffusion")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

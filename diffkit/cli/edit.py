@@ -19,7 +19,8 @@ from diffkit.cli.args import integer, real
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strength", type=real(0, 1, lo_open=True), nargs="+", default=[0.5],
                         help="noise level(s) in (0, 1] to start from (one row each; default 0.5)")
-    parser.add_argument("--label", type=integer(), default=None, help="class to edit towards (default: each input's own)")
+    parser.add_argument("--label", type=integer(), default=None,
+                        help="class to edit towards (default: each input's own)")
     add_common(parser, "edit.png")
 
 

@@ -22,7 +22,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--seeds", required=True, help="seeds: N, A-B (inclusive) or a comma list, e.g. 0-49999")
     parser.add_argument("--outdir", required=True, help="output folder (shared by all nodes of a multi-node job)")
-    parser.add_argument("--model", default=None, help="an embedded model (digits, digits-flow) or a pretrained model file (default: digits)")
+    parser.add_argument("--model", default=None,
+                        help="an embedded model (digits, digits-flow) or a pretrained model file (default: digits)")
     parser.add_argument("--sampler", default=Job.sampler, help="a registered sampler (see `diffkit samplers`)")
     parser.add_argument("--steps", type=int, default=Job.steps, help="sampler steps")
     timing = parser.add_mutually_exclusive_group()
@@ -34,7 +35,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="random: from each seed's generator (default); balanced: seed mod classes")  # fmt: skip
     parser.add_argument("--guidance", type=float, default=Job.guidance,
                         help="classifier-free guidance scale w (default 1: the conditional model alone)")  # fmt: skip
-    parser.add_argument("--batch", type=int, default=Job.batch, help=f"seeds per batch (default {Job.batch}; a resumed run keeps it)")
+    parser.add_argument("--batch", type=int, default=Job.batch,
+                        help=f"seeds per batch (default {Job.batch}; a resumed run keeps it)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--subdirs", action="store_true", help="write the images in folders of 1,000 seeds")
     parser.add_argument("--eval", action="store_true", help="FD and classifier accuracy at the end (digits models)")

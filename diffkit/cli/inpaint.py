@@ -21,9 +21,11 @@ from diffkit.cli.args import integer
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", default="bottom", help="region repainted (top, bottom, left, right, center, "
                                                          "random) or 64 characters 0/1, 1 = keep (default: bottom)")
-    parser.add_argument("--resample", type=integer(1, 100), default=1, help="RePaint: denoise each segment this many times")
+    parser.add_argument("--resample", type=integer(1, 100), default=1,
+                        help="RePaint: denoise each segment this many times")
     parser.add_argument("--jump", type=integer(1), default=1, help="RePaint: steps per segment (with --resample > 1)")
-    parser.add_argument("--label", type=integer(), default=None, help="class to inpaint (default: the unconditional model)")
+    parser.add_argument("--label", type=integer(), default=None,
+                        help="class to inpaint (default: the unconditional model)")
     add_common(parser, "inpaint.png")
 
 

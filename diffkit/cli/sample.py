@@ -118,7 +118,7 @@ def _classifier(args: argparse.Namespace):
 
     if args.classifier is None and not CLASSIFIER_WEIGHTS.is_file():
         raise CliError(f"the shipped classifier {CLASSIFIER_WEIGHTS} is missing; run "
-                       "scripts/train_digits_classifier.sh --ship or pass --classifier")
+                       "reinstall diffkit or pass --classifier")
     return load_classifier(args.classifier)
 
 

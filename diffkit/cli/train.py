@@ -27,21 +27,25 @@ OBJECTIVE_SCHEDULES = {"ddpm": "linear", "flow": "flow", "flow_uniform": "flow"}
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from diffkit.unet import PRESETS
 
-    parser.add_argument("--dataset", default="digits", choices=DATASETS, help="training data (the 1,500-image train split)")
+    parser.add_argument("--dataset", default="digits", choices=DATASETS,
+                        help="training data (the 1,500-image train split)")
     parser.add_argument("--preset", default="digits_small", choices=sorted(PRESETS), help="U-Net preset")
     parser.add_argument("--objective", default="ddpm", choices=tuple(OBJECTIVE_SCHEDULES),
                         help="loss (diffkit.digits.objectives): ddpm (eps target) or flow (velocity target)")
     parser.add_argument("--schedule", default=None, choices=SCHEDULE_NAMES,
                         help="noise schedule, T=1000 (default: linear for ddpm, flow (FlowMatch) for flow)")
     parser.add_argument("--steps", type=integer(1), default=4000, help="total optimisation steps")
-    parser.add_argument("--batch-size", type=integer(1), default=128, help="images per step (at most the dataset's size)")
+    parser.add_argument("--batch-size", type=integer(1), default=128,
+                        help="images per step (at most the dataset's size)")
     parser.add_argument("--lr", type=real(0, lo_open=True), default=1e-3, help="AdamW learning rate after warm-up")
     parser.add_argument("--warmup", type=integer(0), default=200, help="linear learning-rate warm-up steps")
-    parser.add_argument("--ema-decay", type=real(0, 1, hi_open=True), default=0.999, help="EMA decay of the shipped weights")
+    parser.add_argument("--ema-decay", type=real(0, 1, hi_open=True), default=0.999,
+                        help="EMA decay of the shipped weights")
     parser.add_argument("--grad-clip", type=real(0, lo_open=True), default=1.0, help="global gradient-norm clip")
     parser.add_argument("--label-dropout", type=real(0, 1, hi_open=True), default=0.1,
                         help="null-label probability (for guidance)")
-    parser.add_argument("--seed", type=integer(0, MAX_SEED), default=0, help="seeds initialisation, batches and dropout")
+    parser.add_argument("--seed", type=integer(0, MAX_SEED), default=0,
+                        help="seeds initialisation, batches and dropout")
     parser.add_argument("--out", required=True, help="where to write the EMA weights (.safetensors)")
     parser.add_argument("--checkpoint", default=None, help="training checkpoint path (.safetensors)")
     parser.add_argument("--checkpoint-every", type=integer(1), default=250, help="steps between checkpoints")
@@ -93,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:
         raise CliError(str(err)) from err
     if args.batch_size > len(data):
-        raise CliError(f"--batch-size must be in [1, {len(data)}] (the {args.dataset} train split); got {args.batch_size}")
+        raise CliError(f"--batch-size must be in [1, {len(data)}] (the {args.dataset} train split); "
+                       f"got {args.batch_size}")
     torch.manual_seed(args.seed)  # the initialisation; training itself reseeds from --seed
     config = dataclasses.replace(PRESETS[args.preset], prediction_type=get_objective(args.objective).prediction_type)
     model = UNet.from_config(config)  # the file it is saved to says what it predicts
@@ -125,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(args)) from None
     save_pretrained(args.out, result.ema, schedule)
-    print(f"wrote {args.out} (EMA weights) after {result.step} steps, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    print(f"wrote {args.out} (EMA weights) after {result.step} steps, {time.perf_counter() - start:.0f} s",
+          file=sys.stderr)
     return 0
 
 

@@ -38,7 +38,8 @@ class Objective:
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"unknown prediction_type {self.prediction_type!r}; allowed: {', '.join(PREDICTION_TYPES)}")
+            raise ValueError(f"unknown prediction_type {self.prediction_type!r}; "
+                             f"allowed: {', '.join(PREDICTION_TYPES)}")
         if self.time not in TIME_DENSITIES:
             raise ValueError(f"unknown time density {self.time!r}; allowed: {', '.join(TIME_DENSITIES)}")
 

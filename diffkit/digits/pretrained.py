@@ -63,5 +63,8 @@ def load_embedded(name: str = DEFAULT_MODEL) -> tuple[nn.Module, Schedule]:
 
 
 def load_pretrained(path: str | os.PathLike | None = None) -> tuple[nn.Module, Schedule]:
-    """``(unet in eval mode, schedule)`` from ``path`` (see :func:`diffkit.io.pretrained.load_pretrained`); default: the embedded digits model."""
+    """``(unet in eval mode, schedule)`` from ``path`` (see :func:`diffkit.io.pretrained.load_pretrained`).
+
+    Default: the embedded digits model.
+    """
     return load_embedded() if path is None else files.load_pretrained(path)

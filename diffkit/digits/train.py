@@ -143,7 +143,8 @@ def train(
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path")
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-        raise ValueError(f"checkpoint_every must be an int >= 0 (0: only after the last step); got {checkpoint_every!r}")
+        raise ValueError("checkpoint_every must be an int >= 0 (0: only after the last step); "
+                         f"got {checkpoint_every!r}")
     if checkpoint_path is not None:
         check_writable(checkpoint_path)  # now, not at the first checkpoint after minutes of training
     device = next(model.parameters()).device
@@ -249,10 +250,11 @@ def _save_checkpoint(run: _Run, path: str | os.PathLike, step: int, running_loss
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """``(tensors, metadata)`` of a training checkpoint, every entry :func:`train` needs checked present and well-formed.
+    """``(tensors, metadata)`` of a training checkpoint.
 
-    The metadata's JSON fields come back parsed and ``step`` as an int. ValueError names the file and what is
-    missing or malformed; nothing is restored here, so a bad file changes nothing.
+    Every entry :func:`train` needs is checked present and well-formed. The metadata's JSON fields
+    come back parsed and ``step`` as an int. ValueError names the file and what is missing or
+    malformed; nothing is restored here, so a bad file changes nothing.
     """
     tensors, raw = read_tensors(path)
     if raw.get(KIND_KEY) != "train_checkpoint":
@@ -275,7 +277,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         metadata["running_loss"] = float(raw["running_loss"])
     except (ValueError, RecursionError) as err:
         raise ValueError(f"{path} has a malformed training checkpoint entry: {str(err)[:200]}") from None
-    if metadata["step"] < 0 or not isinstance(metadata["options"], dict) or not isinstance(metadata["param_groups"], list):
+    if (metadata["step"] < 0 or not isinstance(metadata["options"], dict)
+            or not isinstance(metadata["param_groups"], list)):
         raise ValueError(f"{path} has a malformed training checkpoint entry (step, options or param_groups)")
     for key in (RNG_TORCH, RNG_DATA):
         if tensors[key].dtype != torch.uint8 or tensors[key].ndim != 1:

@@ -1,7 +1,6 @@
 """Train the noise-conditional digits classifier (:mod:`diffkit.digits.classifier`), bit for bit reproducibly.
 
     python -m diffkit.digits.train_classifier                 # -> runs/digits_classifier.safetensors
-    python -m diffkit.digits.train_classifier --ship          # -> the shipped file in diffkit/digits/weights/
 
 Each step draws a batch of the train split (with replacement), shifts each image by up to one
 pixel (zero fill: the digits do not fill their 8x8 box the same way every time), draws t ~ U{0,
@@ -92,17 +91,17 @@ def heldout_accuracy(model: NoisyDigitsClassifier, schedule: Schedule, t: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffkit.digits.train_classifier", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m diffkit.digits.train_classifier",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help=f"output file (default {DEFAULT_OUT})")
-    parser.add_argument("--ship", action="store_true", help=f"write the shipped file {CLASSIFIER_WEIGHTS}")
     parser.add_argument("--steps", type=int, default=ClassifierTraining.steps, help="AdamW steps")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation and every draw")
     args = parser.parse_args(argv)
-    if args.ship and args.out is not None:
-        parser.error("pass --out or --ship, not both")
-    out = CLASSIFIER_WEIGHTS if args.ship else Path(args.out or DEFAULT_OUT)
+    out = Path(args.out or DEFAULT_OUT)
     if out.suffix != ".safetensors":
         parser.error(f"--out must end in .safetensors, got {out}")
+    if out.exists() and out.resolve() == CLASSIFIER_WEIGHTS.resolve():
+        parser.error(f"--out {out} is the classifier shipped with diffkit; write elsewhere (this script compares)")
     schedule = Linear()  # the embedded digits model's schedule
     start = time.perf_counter()
     model, losses = train_classifier(schedule, ClassifierTraining(steps=args.steps, seed=args.seed), progress=True)
@@ -115,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
           f"final loss {sum(losses[-100:]) / min(100, len(losses)):.3f}", file=sys.stderr)
     print(f"held-out accuracy {accuracy}", file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
+    same = CLASSIFIER_WEIGHTS.is_file() and out.read_bytes() == CLASSIFIER_WEIGHTS.read_bytes()
+    print(f"{out} is byte for byte the shipped {CLASSIFIER_WEIGHTS.name}" if same else
+          f"{out} differs from the shipped {CLASSIFIER_WEIGHTS.name} (expected unless this was the full run)",
+          file=sys.stderr)
     return 0
 
 

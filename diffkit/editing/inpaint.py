@@ -131,7 +131,8 @@ def inpaint(
         for start in range(0, len(ts), jump):
             segment, end = ts[start : start + jump], (ts[start + jump] if start + jump < len(ts) else None)
             for repeat in range(resample if end is not None else 1):
-                if repeat > 0:  # jump back: noise the segment's end up to its start again
-                    x = renoise(schedule, x, end, segment[0], generator)
-                x = fn(model, x, schedule, Grid(segment, end=end), generator=generator, cond=cond, **options)
+                if repeat > 0:  # jump back: noise the segment's end up to its start again (end is set)
+                    x = renoise(schedule, x, end, segment[0], generator)  # type: ignore[arg-type]
+                grid = Grid(segment, end=end)  # type: ignore[arg-type]  # Grid takes any 1-D array of times
+                x = fn(model, x, schedule, grid, generator=generator, cond=cond, **options)
     return torch.where(model.mask, x_known.to(x.dtype), x)

@@ -42,4 +42,5 @@ def invert(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"invert needs steps >= 2 (the grid's points; it walks steps - 1 steps up), got {steps!r}")
     up = timesteps(schedule, steps, spacing_for(schedule, spacing, sampler_spacing))[::-1]
-    return fn(eps_model, x0, schedule, Grid(up[:-1], end=up[-1]), callback=callback, cond=cond, **options)
+    grid = Grid(up[:-1], end=up[-1])  # type: ignore[arg-type]  # Grid takes any 1-D array of times
+    return fn(eps_model, x0, schedule, grid, callback=callback, cond=cond, **options)

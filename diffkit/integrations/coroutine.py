@@ -82,7 +82,8 @@ class SamplerCoroutine:
         options: Mapping[str, Any] | None = None,  # the sampler's keyword options
     ) -> None:
         model = Predictor(_proxy, prediction_type)
-        self._args = (sampler, (model, x, schedule, timesteps), dict(options or {}, generator=generator))
+        self._args: tuple[Sampler, tuple, dict[str, Any]] | None = (
+            sampler, (model, x, schedule, timesteps), dict(options or {}, generator=generator))
         self._greenlet = greenlet.greenlet(_body)
         self._pending: torch.Tensor | None = None  # the state of the model call waiting for its output
         self._outputs: dict[int, weakref.ref] = {}  # id -> outputs sent, which a state must not be

@@ -21,7 +21,7 @@ from torch import nn
 from diffkit.io.tensorfile import read_tensors, save_tensors
 from diffkit.io.weights import unet_from_state_dict
 from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, Schedule, ScaledLinear
-from diffkit.unet import UNetConfig
+from diffkit.unet import UNet, UNetConfig
 
 __all__ = ["load_pretrained", "save_pretrained", "schedule_from_dict", "schedule_to_dict"]
 
@@ -53,7 +53,7 @@ def schedule_from_dict(data: dict) -> Schedule:
     return SCHEDULES[name](**data)
 
 
-def save_pretrained(path: str | os.PathLike, model: nn.Module, schedule: Schedule) -> None:
+def save_pretrained(path: str | os.PathLike, model: UNet, schedule: Schedule) -> None:
     """Save a UNet's weights with its config and its training schedule (atomically)."""
     metadata = {
         KIND_KEY: "weights",

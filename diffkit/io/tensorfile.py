@@ -247,7 +247,9 @@ def read_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         tensors = {}
         for e in entries:  # sorted by offset and contiguous: one sequential pass over the file
             tensor = torch.empty(e.shape, dtype=e.dtype)
-            if f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy())) != e.end - e.begin:
+            # the ignore: numpy's stubs give ndarray the buffer protocol from Python 3.12 on only
+            buffer = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
+            if f.readinto(buffer) != e.end - e.begin:
                 raise ValueError(f"could not read {path} as a safetensors file: it changed while being read")
             tensors[e.name] = tensor
     return tensors, metadata

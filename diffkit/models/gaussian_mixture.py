@@ -98,7 +98,10 @@ class GaussianMixture:
         return self.log_posterior(x, t).gather(1, y.view(-1, 1)).squeeze(1)
 
     def _noisy(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The noisy mixture at (x, t) in each component's eigenbasis: z = U^T (x - alpha mu), diag = alpha^2 s + sigma^2."""
+        """The noisy mixture at (x, t) in each component's eigenbasis.
+
+        z = U^T (x - alpha mu), diag = alpha^2 s + sigma^2.
+        """
         B = x.shape[0]
         dt = x.dtype
         y = x.reshape(B, 1, self.dim)

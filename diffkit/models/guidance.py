@@ -47,7 +47,7 @@ def _check_scale(scale: object) -> float:
     return float(scale)
 
 
-def _check_interval(interval: object, schedule: Schedule | None) -> tuple[float, float] | None:
+def _check_interval(interval: Any, schedule: Schedule | None) -> tuple[float, float] | None:
     if interval is None:
         return None
     try:
@@ -113,6 +113,7 @@ class ClassifierFreeGuidance:
             ratio = out_c.std(dim=dims, keepdim=True) / out.std(dim=dims, keepdim=True)
             out = self.guidance_rescale * (out * ratio) + (1 - self.guidance_rescale) * out
         if self.interval is not None:
+            assert self.schedule is not None  # _check_interval refused an interval without one
             sigma_k = self.schedule.sigma_k(t.to(torch.float64))
             inside = (sigma_k > self.interval[0]) & (sigma_k <= self.interval[1])
             out = torch.where(inside.view((-1,) + (1,) * (out.ndim - 1)), out, out_c)

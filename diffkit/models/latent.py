@@ -45,7 +45,8 @@ class LatentDiffusion:
             raise TypeError(f"vae must have a decode(latents) method, got {type(vae).__name__}")
         scaling_factor = _config(vae, "scaling_factor") if scaling_factor is None else scaling_factor
         if not isinstance(scaling_factor, (int, float)) or isinstance(scaling_factor, bool) or scaling_factor <= 0:
-            raise ValueError(f"scaling_factor must be a number > 0 (none in vae.config: pass it), got {scaling_factor!r}")
+            raise ValueError("scaling_factor must be a number > 0 (none in vae.config: pass it), "
+                             f"got {scaling_factor!r}")
         levels = _config(vae, "block_out_channels")
         self.model, self.vae, self.scaling_factor = model, vae, float(scaling_factor)
         self.shift_factor = float(shift_factor if shift_factor is not None else _config(vae, "shift_factor") or 0.0)

@@ -40,5 +40,6 @@ def sample_ddpm(
         beta = now.sigma**2 * -math.expm1(-2.0 * step.h)  # sigma_t^2 at zero SNR (h = inf)
         ratio = nxt.sigma**2 / now.sigma**2
         var = max(ratio * beta, 1e-20) if variance == "fixed_small" else beta
-        x = (nxt.alpha * beta / now.sigma**2) * p.x0 + (now.alpha / nxt.alpha) * ratio * p.x + var**0.5 * run.randn(p.dtype)
+        x = ((nxt.alpha * beta / now.sigma**2) * p.x0 + (now.alpha / nxt.alpha) * ratio * p.x
+             + var**0.5 * run.randn(p.dtype))
     return run.finish(x)

@@ -33,8 +33,9 @@ def sample_dpmpp_3m_sde(
     "published": second order asymptotically, tested). "published" stays the default here
     because with noise the second difference of the noisy x0 history amplifies it, twice as
     much with c = 2: on the 2-D mixture at 10-20 steps the sample covariance errs by
-    1.56 / 0.20 (published) vs 2.00 / 0.31 (exact) on Linear, 7.8 / 2.9 vs 10.6 / 3.9 on Cosine. Noise as ``dpmpp_2m_sde``: float32 draws from ``generator``
-    at every step, the final one included, or ``noise_sampler(lambda_t, lambda_n)``.
+    1.56 / 0.20 (published) vs 2.00 / 0.31 (exact) on Linear, 7.8 / 2.9 vs 10.6 / 3.9 on Cosine.
+    Noise as ``dpmpp_2m_sde``: float32 draws from ``generator`` at every step, the final one
+    included, or ``noise_sampler(lambda_t, lambda_n)``.
     """
     eta, noise_sampler = check_eta("dpmpp_3m_sde", eta), check_noise_sampler("dpmpp_3m_sde", noise_sampler)
     c = D2_FACTOR[check_choice("dpmpp_3m_sde", "variant", variant, tuple(D2_FACTOR))]

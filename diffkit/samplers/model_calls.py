@@ -61,7 +61,8 @@ class ModelCalls:
 
     def __init__(self, name: str, eps_model: EpsModel, x: torch.Tensor, cond: Mapping[str, Any] | None) -> None:
         if not callable(eps_model):
-            raise TypeError(f"{name}: the model must be callable as model(x, t, **cond), got {type(eps_model).__name__}")
+            raise TypeError(f"{name}: the model must be callable as model(x, t, **cond), "
+                            f"got {type(eps_model).__name__}")
         if cond is not None and not isinstance(cond, Mapping):
             raise TypeError(f"{name}: cond must be a mapping of keyword arguments for the model, "
                             f"got {type(cond).__name__}")

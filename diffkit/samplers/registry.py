@@ -49,7 +49,8 @@ SAMPLERS: MappingProxyType = MappingProxyType(
     {
         info.name: info
         for info in (
-            _info("ddpm", sample_ddpm, "DDPM ancestral sampling (Ho et al. 2020), respaced; variance fixed_small|fixed_large",
+            _info("ddpm", sample_ddpm,
+                  "DDPM ancestral sampling (Ho et al. 2020), respaced; variance fixed_small|fixed_large",
                   {"variance": "fixed_small"}, default_spacing="leading", stochastic=True),
             _info("ddim", sample_ddim, "DDIM (Song et al. 2021); eta=0 deterministic, eta=1 ancestral",
                   {"eta": 0.0}),

@@ -53,7 +53,8 @@ class SamplerRun:
             raise TypeError(f"{name}: x must be a floating-point tensor of shape [B, ...] with B >= 1, got "
                             f"{type(x).__name__ if not isinstance(x, torch.Tensor) else f'{x.dtype} {tuple(x.shape)}'}")
         if callback is not None and not callable(callback):
-            raise TypeError(f"{name}: callback must be callable as callback(i, t, x_t, x0), got {type(callback).__name__}")
+            raise TypeError(f"{name}: callback must be callable as callback(i, t, x_t, x0), "
+                            f"got {type(callback).__name__}")
         check_generator(generator, x.shape[0])
         self.name, self.schedule, self.generator, self.callback = name, schedule, generator, callback
         self.steps: tuple[Step, ...] = make_steps(schedule, timesteps)

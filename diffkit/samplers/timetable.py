@@ -123,7 +123,10 @@ def check_grid(schedule: Schedule, grid: Grid) -> Grid:
 
 def make_steps(schedule: Schedule, timesteps: TimestepsLike | Grid) -> tuple[Step, ...]:
     """The validated steps over ``timesteps`` (cached per schedule and grid: schedules are immutable values)."""
-    grid = check_grid(schedule, timesteps) if isinstance(timesteps, Grid) else Grid(check_timesteps(schedule, timesteps))
+    if isinstance(timesteps, Grid):
+        grid = check_grid(schedule, timesteps)
+    else:
+        grid = Grid(check_timesteps(schedule, timesteps))
     try:
         return _steps(schedule, grid.t, grid.end)
     except TypeError:  # an unhashable user-defined schedule: tabulate without the cache

@@ -57,7 +57,8 @@ class Workspace:
         if not self.enabled or like.numel() * dtype.itemsize < REUSE_MIN_BYTES:
             return None
         for buffer, counts in zip(self.buffers, _references(self.buffers)):
-            if counts == _FREE and buffer.shape == like.shape and buffer.dtype == dtype and buffer.device == like.device:
+            if (counts == _FREE and buffer.shape == like.shape and buffer.dtype == dtype
+                    and buffer.device == like.device):
                 return buffer
         buffer = torch.empty_like(like, dtype=dtype)
         self.buffers.append(buffer)

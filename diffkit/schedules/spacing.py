@@ -139,7 +139,8 @@ def timesteps_from(schedule: Schedule, steps: int, spacing: str | None, t_start:
     if t_start == schedule.t_max:
         return timesteps(schedule, steps, spacing, rho=rho)
     if not schedule.t_min < t_start < schedule.t_max:
-        raise ValueError(f"t_start must lie in (t_min, t_max]=({schedule.t_min:g}, {schedule.t_max:g}], got {t_start!r}")
+        raise ValueError(f"t_start must lie in (t_min, t_max]=({schedule.t_min:g}, {schedule.t_max:g}], "
+                         f"got {t_start!r}")
     if spacing in schedule.native_spacings:
         full, t_min = timesteps(schedule, steps, spacing, rho=rho), schedule.t_min
         t = t_min + (full - t_min) * ((t_start - t_min) / (full[0] - t_min))

@@ -198,7 +198,10 @@ class UNet(nn.Module):
         return self.config.num_classes
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Predict ``prediction_type`` (eps by default) of ``x = alpha_t x0 + sigma_t eps`` at timesteps ``t`` (labels ``y``)."""
+        """Predict ``prediction_type`` (eps by default) of ``x = alpha_t x0 + sigma_t eps``.
+
+        At timesteps ``t``, with labels ``y``.
+        """
         t = self._check_inputs(x, t, y)
         emb = self.time_embed(t)
         if self.label_embed is not None:

@@ -74,7 +74,8 @@ def _discrete(cls: type) -> Callable[[Mapping[str, Any]], Schedule]:
     return build
 
 
-# beta_schedule -> the diffkit schedule with the same betas (diffusers' squaredcos_cap_v2 is s = 0.008, max_beta = 0.999)
+# beta_schedule -> the diffkit schedule with the same betas
+# (diffusers' squaredcos_cap_v2 is s = 0.008, max_beta = 0.999)
 BETA_SCHEDULES: Mapping[str, Callable[[Mapping[str, Any]], Schedule]] = {
     "linear": _discrete(Linear),
     "scaled_linear": _discrete(ScaledLinear),

@@ -302,7 +302,10 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
         return_dict: bool = True,
         **pipeline_kwargs: Any,
     ) -> SchedulerOutput | tuple[torch.Tensor]:
-        """The model's output at ``timestep``; returns the latents of the next model call (the sample after the last)."""
+        """The model's output at ``timestep``.
+
+        Returns the latents of the next model call (the sample after the last).
+        """
         unknown = sorted(set(pipeline_kwargs) - PIPELINE_STEP_KWARGS)
         if unknown:
             raise TypeError(f"step() got unexpected keyword argument(s) {', '.join(unknown)}")

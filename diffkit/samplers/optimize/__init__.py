@@ -50,6 +50,7 @@ from diffkit.samplers.optimize.teacher import teacher_trajectory
 from diffkit.samplers.registry import SAMPLERS, get_sampler
 from diffkit.samplers.timetable import check_timesteps
 from diffkit.schedules.base import Schedule, check_positive_int
+from diffkit.schedules.spacing import default_spacing
 from diffkit.schedules.spacing import timesteps as make_timesteps
 
 METHODS = ("gits+refine", "gits", "refine")
@@ -77,7 +78,8 @@ class GridFit:
 def optimize_timesteps(eps_model, schedule, sampler, steps, shape, *, generator=None, cond=None,
                        **options) -> np.ndarray:
     """The ``steps`` timesteps fitted for ``sampler`` on ``eps_model`` (the module docstring; :func:`fit_timesteps`)."""
-    return fit_timesteps(eps_model, schedule, sampler, steps, shape, generator=generator, cond=cond, **options).timesteps
+    fit = fit_timesteps(eps_model, schedule, sampler, steps, shape, generator=generator, cond=cond, **options)
+    return fit.timesteps
 
 
 def fit_timesteps(
@@ -113,7 +115,7 @@ def fit_timesteps(
     check_positive_int("refine_evals", refine_evals, 0, 10_000)
     if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not 0 < coeff < np.inf:
         raise ValueError(f"coeff must be a finite number > 0, got {coeff!r}")
-    start = make_timesteps(schedule, steps, spacing or info.default_spacing)
+    start = make_timesteps(schedule, steps, spacing or default_spacing(schedule, info.default_spacing))
     if not (isinstance(shape, (tuple, list)) and shape and all(isinstance(n, int) and n > 0 for n in shape)):
         raise ValueError(f"shape must be positive integers [B, ...], got {shape!r}")
     x_T = randn(tuple(shape), generator, torch.device(device or "cpu"), dtype)

@@ -1,0 +1,15 @@
+"""The digits fitted-grid benchmark runs on a tiny size for both embedded models and reports both grids."""
+
+from __future__ import annotations
+
+from diffkit.bench import digits_grids
+
+
+def test_digits_grids_reports_default_and_fitted_for_both_models():
+    rep = digits_grids.report(samplers=("ddim",), nfes=(5,), n=20, calibration=2)
+    assert set(rep["models"]) == {"digits", "digits-flow"} and not rep["skipped"]
+    grids = {(r["model"], r["grid"]) for r in rep["rows"]}
+    assert grids == {("digits", "karras"), ("digits", "fitted"), ("digits-flow", "shifted"), ("digits-flow", "fitted")}
+    fitted = [r for r in rep["rows"] if r["grid"] == "fitted"]
+    assert all(len(r["timesteps"]) == r["steps"] == 5 and r["fit_seconds"] > 0 for r in fitted)
+    assert "| ddim |" in digits_grids.markdown(rep)
