@@ -33,8 +33,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from diffkit.integrations.diffusers import DiffkitScheduler, config_from_schedule, schedule_from_config
-from diffkit.integrations.diffusers.config import DynamicShift
+from diffkit.integrations.diffusers import DiffkitScheduler, DynamicShift, config_from_schedule, schedule_from_config
 
 SD3 = FlowMatch(shift=3.0)
 MU = flux_mu(4096)  # Flux.1 at 1024x1024
