@@ -9,9 +9,6 @@ Tolerances: float64 at ~1e-10 where the peer keeps float64 (k-diffusion, diffuse
 DDIM with float64 tables); 1e-5 where diffusers forces float32: FlowMatchEuler,
 DPMSolverMultistep and UniPC cast the state to float32 inside ``step`` and keep their
 sigmas in float32 (relative 6e-8 per step on |x| < 5, at most 50 steps).
-
-Samplers written on other branches (euler, heun, unipc) are parametrized here too and
-run as soon as they are registered.
 """
 
 from __future__ import annotations
@@ -33,13 +30,6 @@ from diffkit.schedules import EDM, ContinuousVP, DiscreteVP, FlowMatch, Linear, 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 FLOAT32_STATE = 1e-5  # see the module docstring
-
-
-def registered(*names):
-    """``names`` as a parameter, skipped (saying why) until every sampler in it is registered."""
-    missing = [n for n in names if n not in SAMPLERS]
-    reason = f"sampler(s) {', '.join(missing)} not registered yet (written on another branch)"
-    return pytest.param(*names, marks=pytest.mark.skipif(bool(missing), reason=reason))
 
 
 def _mixture_model(schedule, kind, dim=8):
@@ -64,7 +54,7 @@ def _flow_euler_peer(model, x, steps, *, shift=1.0, mu=None, sigmas=None):
 FLOW_CONFIGS = {"static_shift_3": {"shift": 3.0}, "flux_mu_1024px": {"mu": flux_mu(4096)}}
 
 
-@pytest.mark.parametrize("name", ["ddim", registered("euler")])
+@pytest.mark.parametrize("name", ["ddim", "euler"])
 @pytest.mark.parametrize("config", list(FLOW_CONFIGS))
 @pytest.mark.parametrize("steps", [5, 10, 28])
 def test_flow_euler_matches_diffusers_on_its_grid(name, config, steps):
@@ -149,7 +139,7 @@ def _multistep_flow_peer(name, model, x, steps, *, shift=3.0, model_time="sigma"
     return x, grid.numpy()
 
 
-@pytest.mark.parametrize("name", ["dpmpp_2m", registered("unipc")])
+@pytest.mark.parametrize("name", ["dpmpp_2m", "unipc"])
 @pytest.mark.parametrize("steps", [5, 10, 28])
 def test_multistep_flow_schedulers_match_on_their_grid(name, steps):
     schedule = FlowMatch(shift=3.0)
@@ -232,7 +222,7 @@ class _AbarFloor(DiscreteVP):
         return betas
 
 
-@pytest.mark.parametrize("name", ["dpmpp_2m", registered("unipc")])
+@pytest.mark.parametrize("name", ["dpmpp_2m", "unipc"])
 def test_multistep_schedulers_replace_zero_terminal_snr_by_2_pow_minus_24(name):
     """DPMSolverMultistep, UniPC (and Euler) set abar_{T-1} = 2**-24 under rescale_betas_zero_snr "so first
     sigma is not inf": they start at sigma_k = 4096 (alpha = 2**-12), not at pure noise.
@@ -277,7 +267,7 @@ def test_edm_default_grid_is_k_diffusion_karras():
 
 @pytest.mark.parametrize("family", list(KD_FAMILIES))
 @pytest.mark.parametrize("name, kd_name", [("ddim", "sample_euler"), ("dpmpp_2m", "sample_dpmpp_2m"),
-                                           registered("euler", "sample_euler"), registered("heun", "sample_heun")])
+                                           ("euler", "sample_euler"), ("heun", "sample_heun")])
 @pytest.mark.parametrize("steps", [5, 18, 40])
 def test_k_diffusion_samplers_match(family, name, kd_name, steps):
     # Euler in k-diffusion's variables (x / alpha, sigma_k) is DDIM: x_n = alpha_n x0 + sigma_n eps.
@@ -336,7 +326,7 @@ def test_edm_sampler_port_is_k_diffusion_heun(S_noise):
 
 
 @pytest.mark.parametrize("churn", [False, True])
-@pytest.mark.parametrize("name", [registered("heun")])
+@pytest.mark.parametrize("name", ["heun"])
 def test_heun_on_edm_is_edm_sampler(name, churn):
     # With S_noise = 0 the churn is deterministic (sigma is raised, no noise added): exact comparison.
     options = {}
