@@ -9,10 +9,10 @@ Writes ``benchmarks/results/digits_grids.json`` and ``.md``; what is measured: `
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from diffkit.bench import digits_grids
+from diffkit.bench.report import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -25,10 +25,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "digits_grids"), help="path stem of the .json and .md")
     args = parser.parse_args()
     rep = digits_grids.report(args.models, args.samplers, n=args.n)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(rep, indent=1) + "\n")
-    out.with_suffix(".md").write_text(digits_grids.markdown(rep))
-    print(out.with_suffix(".md").read_text())
+    print(write_results(args.out, rep, digits_grids.markdown(rep)).read_text())
 
 
 if __name__ == "__main__":

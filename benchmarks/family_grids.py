@@ -8,10 +8,10 @@ Writes ``benchmarks/results/family_grids.json`` and ``.md``; what is measured: `
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from diffkit.bench import family_grids
+from diffkit.bench.report import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -22,10 +22,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "family_grids"), help="path stem of the .json and .md")
     args = parser.parse_args()
     report = family_grids.measure(args.samples)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text(family_grids.markdown(report))
-    print(out.with_suffix(".md").read_text())
+    print(write_results(args.out, report, family_grids.markdown(report)).read_text())
 
 
 if __name__ == "__main__":

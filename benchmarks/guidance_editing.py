@@ -11,10 +11,10 @@ Writes ``benchmarks/results/guidance_editing.json`` and ``.md``. What is measure
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from diffkit.bench import guidance_report
+from diffkit.bench.report import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -26,10 +26,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "guidance_editing"), help="path stem of the .json and .md")
     args = parser.parse_args()
     report = guidance_report.measure(args.parts, quick=args.quick)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(guidance_report.markdown(report))
-    print(out.with_suffix(".md").read_text())
+    print(write_results(args.out, report, guidance_report.markdown(report)).read_text())
 
 
 if __name__ == "__main__":

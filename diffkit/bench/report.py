@@ -275,3 +275,12 @@ def write(results: dict, out_dir: str | Path, stem: str | None = None, plots: bo
         body += "\n"
     paths["markdown"].write_text(body)
     return paths
+
+
+def write_results(stem: str | Path, report: dict, markdown: str) -> Path:
+    """Write ``report`` as ``stem.json`` and ``markdown`` as ``stem.md`` (the results scripts' output); the .md path."""
+    out = Path(stem)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown)
+    return out.with_suffix(".md")
