@@ -6,8 +6,6 @@ import pytest
 import torch
 
 from diffkit.bench import editing, guidance, guidance_report
-from diffkit.digits.classifier import CLASSIFIER_WEIGHTS
-from diffkit.digits.pretrained import DIGITS_WEIGHTS
 
 
 def test_mixture_parts_run_and_render():
@@ -25,7 +23,6 @@ def test_mixture_parts_run_and_render():
         assert title in text
 
 
-@pytest.mark.skipif(not (DIGITS_WEIGHTS.is_file() and CLASSIFIER_WEIGHTS.is_file()), reason="weights not shipped")
 def test_digits_parts_run_and_render():
     pytest.importorskip("sklearn")
     from diffkit.digits.pretrained import load_pretrained

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from diffkit.cli import main
-from diffkit.digits.classifier import CLASSIFIER_WEIGHTS
 from diffkit.digits.editing import MASKS, digit_mask
 
 pytest.importorskip("sklearn")  # the held-out digits are the inputs
@@ -35,7 +34,6 @@ def test_inpaint_writes_input_mask_and_result_rows(tiny_weights, tmp_path, mask)
     assert png_size(out) == (3 * CELL + 1, 4 * CELL + 1)
 
 
-@pytest.mark.skipif(not CLASSIFIER_WEIGHTS.is_file(), reason="the classifier is not shipped")
 def test_sample_with_classifier_guidance(tiny_weights, tmp_path, capsys):
     args = ["sample", "--checkpoint", str(tiny_weights), "--n", "3", "--steps", "2", "--guidance", "0"]
     assert main([*args, "--classifier-guidance", "2", "--out", str(tmp_path / "s.png")]) == 0

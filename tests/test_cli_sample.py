@@ -14,7 +14,6 @@ from conftest import TINY
 
 from diffkit.cli import main
 from diffkit.io.png import image_grid, png_bytes
-from diffkit.digits.pretrained import DIGITS_WEIGHTS
 from diffkit.io.pretrained import save_pretrained
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
@@ -139,7 +138,6 @@ def test_module_entry_point_gives_one_line_error_without_traceback():
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(not DIGITS_WEIGHTS.is_file(), reason="embedded weights not trained yet")
 def test_default_command_uses_the_embedded_model(tmp_path, capsys):
     assert main(["sample", "--n", "10", "--steps", "5", "--out", str(tmp_path / "d.png")]) == 0
     assert "10 samples, dpmpp_2m, 5 steps" in capsys.readouterr().out

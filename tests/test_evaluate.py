@@ -17,7 +17,7 @@ from diffkit.digits.evaluate import (
     real_fd_floor,
     sample_digits,
 )
-from diffkit.digits.pretrained import DIGITS_WEIGHTS, load_pretrained
+from diffkit.digits.pretrained import load_pretrained
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
 
@@ -107,7 +107,6 @@ def test_sample_digits_batches_and_guidance(guidance, batch):
     assert torch.equal(x, again)
 
 
-@pytest.mark.skipif(not DIGITS_WEIGHTS.is_file(), reason="embedded weights not trained yet")
 def test_embedded_model_draws_recognisable_digits():
     model, schedule = load_pretrained()
     result = evaluate_sampler(model, schedule, sampler="dpmpp_2m", steps=20, n=100, guidance=2.0, seed=0)
