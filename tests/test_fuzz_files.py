@@ -324,3 +324,13 @@ def test_read_checkpoint_names_every_missing_entry():
     missing = "missing running_loss, param_groups, options, schedule, rng.torch, rng.data, ema"
     with pytest.raises(ValueError, match=missing):
         read_checkpoint(path)
+
+
+def test_a_schedule_whose_tables_underflow_is_refused_at_load_naming_the_file():
+    # Found by the fuzzer above: beta_end=0.9375 builds, but abar underflows when a sampler first reads the tables.
+    schedule = {**json.loads(METADATA["schedule"]), "beta_end": 0.9375}
+    path = SCRATCH / "underflow.safetensors"
+    path.write_bytes(safetensors_bytes(TENSORS, {**METADATA, "schedule": json.dumps(schedule)}))
+    message = r"underflow\.safetensors has malformed metadata: .*underflows"
+    with bounded_memory(), pytest.raises(ValueError, match=message):
+        load_pretrained(path)

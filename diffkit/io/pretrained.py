@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from diffkit.io.tensorfile import read_tensors, save_tensors
@@ -75,6 +76,7 @@ def load_pretrained(path: str | os.PathLike) -> tuple[nn.Module, Schedule]:
     try:
         config = UNetConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
         schedule = schedule_from_dict(json.loads(metadata[SCHEDULE_KEY]))
+        schedule.lambda_(np.array([schedule.t_min, schedule.t_max]))  # builds its tables now: bad values fail here
     except (ValueError, TypeError, RecursionError) as err:  # ValueError: bad JSON, bad values
         raise ValueError(f"{path} has malformed metadata: {str(err)[:300]}") from None
     return unet_from_state_dict(config, tensors, source=str(path)).eval(), schedule
