@@ -2,9 +2,11 @@
 
     OMP_NUM_THREADS=1 python -m benchmarks.frontier           # 3 mixtures x 2 schedules x NFE 5, 6, 8, 10
     python -m benchmarks.frontier --quick --out /tmp/frontier  # gmm2d on the linear schedule, NFE 5, 64 samples
+    OMP_NUM_THREADS=1 python -m benchmarks.frontier --defaults  # the scan behind diffkit.samplers.defaults
 
 Writes ``benchmarks/results/frontier.json``, ``.md`` and ``.png`` (error vs NFE). What is measured:
-``diffkit.bench.frontier``.
+``diffkit.bench.frontier``. With ``--defaults``: ``frontier_defaults.json`` and ``.md``
+(``diffkit.bench.defaults_scan``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffkit.bench import frontier
+from diffkit.bench import defaults_scan, frontier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -23,8 +25,14 @@ def main(argv=None) -> None:
     parser.add_argument("--schedules", nargs="+", default=list(frontier.SCHEDULES), choices=list(frontier.SCHEDULES))
     parser.add_argument("--nfe", type=int, nargs="+", default=list(frontier.NFES))
     parser.add_argument("--quick", action="store_true", help="gmm2d, linear, NFE 5, 64 samples: a smoke test")
+    parser.add_argument("--defaults", action="store_true", help="the defaults scan instead (every family)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     args = parser.parse_args(argv)
+    if args.defaults:
+        results = defaults_scan.scan(steps=[5] if args.quick else defaults_scan.STEPS,
+                                     models=["gmm2d"] if args.quick else list(frontier.MODELS))
+        print(defaults_scan.write(results, args.out).read_text())
+        return
     if args.quick:
         results = frontier.run(["gmm2d"], ["linear"], [5], samples=64)
     else:

@@ -258,11 +258,21 @@ def plot(results: dict, path: Path) -> Path | None:
     return path
 
 
+KEEP = 10  # diffkit candidates per cell written to the JSON, best (on the selection noise) first
+
+
+def _slim(results: dict) -> dict:
+    """The results with each cell's candidates cut to the ``KEEP`` best (the run holds them all)."""
+    cells = [dict(c, candidates=sorted(c["candidates"], key=lambda r: r["selection_error"])[:KEEP])
+             for c in results["cells"]]
+    return dict(results, cells=cells)
+
+
 def write(results: dict, out_dir: str | Path, stem: str = "frontier") -> Path:
     """``out_dir/<stem>.json``, ``.md`` and ``.png``; returns the markdown's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(exist_ok=True)
-    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out_dir / f"{stem}.json").write_text(json.dumps(_slim(results), indent=1) + "\n")
     plot(results, out_dir / f"{stem}.png")
     path = out_dir / f"{stem}.md"
     path.write_text(markdown(results))
