@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from diffkit.bench import frontier
+from diffkit.bench import defaults_scan, frontier
 from diffkit.bench.frontier_peers import PEERS
 from diffkit.models import GaussianMixture
 from diffkit.schedules import Linear
@@ -40,3 +40,14 @@ def test_image_mixture_is_image_shaped_and_deterministic():
     torch.testing.assert_close(a.means, b.means)
     x = a.sample_data(5, generator=torch.Generator().manual_seed(0))
     assert x.shape == (5, 3, 4, 4) and torch.isfinite(x).all()
+
+
+def test_defaults_scan_scores_and_names_the_table_choice(tmp_path):
+    results = defaults_scan.scan(["linear", "flow"], ["gmm2d"], steps=[3], samples=8,
+                                 configs=(("ddim", {}), ("ipndm", {"order": 3, "variant": "fixed"})))
+    linear = dict(results["scores"]["linear"][3])
+    assert min(linear.values()) == 1.0 and "ipndm order=3 variant=fixed @ beta" in linear
+    assert "ddim @ karras" not in dict(results["scores"]["flow"][3])  # no karras grid from zero SNR
+    text = defaults_scan.write(results, tmp_path).read_text()
+    assert "| linear | 3 | ipndm order=3 variant=fixed @ beta |" in text
+    assert json.loads((tmp_path / "frontier_defaults.json").read_text())["scores"]["flow"]["3"]

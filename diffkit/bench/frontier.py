@@ -59,7 +59,7 @@ CONFIGS: tuple[tuple[str, dict], ...] = (
 # configurations also run on grids fitted by diffkit.fit_timesteps (its default method, gits+refine)
 FITTED: tuple[tuple[str, dict], ...] = (
     ("dpmpp_2m", {}), ("dpmpp_3m", {}), ("unipc", {"order": 3}), ("ipndm", {}), ("ipndm", {"variant": "fixed"}),
-    ("deis", {}), ("deis", {"variant": "logrho"}),
+    ("ipndm", {"order": 3, "variant": "fixed"}), ("deis", {}), ("deis", {"variant": "logrho"}),
 )
 
 
