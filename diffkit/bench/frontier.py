@@ -87,10 +87,11 @@ def problem(model_name: str, schedule_name: str, samples: int = SAMPLES) -> Prob
     return Problem(f"{model_name}-{schedule_name}", model, schedule, noise, exact)
 
 
-def _counted(run: Callable[[CountingModel], torch.Tensor], model) -> tuple[torch.Tensor, int]:
+def _counted(model, schedule: Schedule, *args, **kwargs) -> tuple[torch.Tensor, int]:
+    """``diffkit.sample(model, schedule, *args, **kwargs)`` and the model calls it made."""
     counter = CountingModel(model)
     with torch.inference_mode():
-        return run(counter), counter.calls
+        return sample(counter, schedule, *args, **kwargs), counter.calls
 
 
 def _steps(name: str, nfe: int) -> int:
@@ -103,8 +104,8 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, **f
     for name, options in configs:
         for spacing in spacings(p.schedule):
             try:
-                x0, calls = _counted(lambda m: sample(m, p.schedule, name, _steps(name, nfe), x=p.noise["selection"],
-                                                      spacing=spacing, **options), p.model)
+                x0, calls = _counted(p.model, p.schedule, name, _steps(name, nfe), x=p.noise["selection"],
+                                     spacing=spacing, **options)
             except ValueError:  # a spacing that cannot give this many distinct steps here
                 continue
             rows.append({"sampler": name, "options": options, "spacing": spacing, "steps": _steps(name, nfe),
@@ -116,8 +117,7 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, **f
                             generator=torch.Generator().manual_seed(SEEDS["calibration"]), dtype=torch.float64,
                             **fit_options, **options)
         seconds = time.perf_counter() - start
-        x0, calls = _counted(lambda m: sample(m, p.schedule, name, x=p.noise["selection"],
-                                              timesteps=fit.timesteps, **options), p.model)
+        x0, calls = _counted(p.model, p.schedule, name, x=p.noise["selection"], timesteps=fit.timesteps, **options)
         rows.append({"sampler": name, "options": options, "spacing": "fitted", "steps": len(fit.timesteps),
                      "calls": calls,
                      "timesteps": fit.timesteps.tolist(), "fit_seconds": seconds, "fit_calls": fit.model_calls,
@@ -128,9 +128,8 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, **f
 def evaluate(p: Problem, row: dict) -> float:
     """A diffkit configuration's error on the evaluation noise."""
     ts = row.get("timesteps")
-    x0, calls = _counted(lambda m: sample(m, p.schedule, row["sampler"], None if ts else row["steps"],
-                                          x=p.noise["evaluation"], timesteps=ts,
-                                          spacing=None if ts else row["spacing"], **row["options"]), p.model)
+    x0, calls = _counted(p.model, p.schedule, row["sampler"], None if ts else row["steps"], x=p.noise["evaluation"],
+                         timesteps=ts, spacing=None if ts else row["spacing"], **row["options"])
     assert calls == row["calls"], (row, calls)
     return median_error(x0, p.exact["evaluation"])
 
@@ -148,7 +147,7 @@ def measure(p: Problem, nfes: Sequence[int] = NFES, peers=PEERS, **candidate_opt
         cell["candidates"] = diffkit_candidates(p, nfe, **candidate_options)
         best = min(cell["candidates"], key=lambda r: r["selection_error"])
         cell["best"] = dict(best, error=evaluate(p, best))
-        x0, calls = _counted(lambda m: sample(m, p.schedule, steps=nfe, x=p.noise["evaluation"]), p.model)
+        x0, calls = _counted(p.model, p.schedule, steps=nfe, x=p.noise["evaluation"])
         cell["default"] = {"calls": calls, "error": median_error(x0, p.exact["evaluation"])}
         ok = [r for r in cell["peers"] if r["error"] is not None and math.isfinite(r["error"])]
         cell["best_peer"] = min(ok, key=lambda r: r["error"])

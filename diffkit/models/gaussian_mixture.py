@@ -236,7 +236,7 @@ class GaussianMixture:
         lengths = torch.linspace(1.5, 4.0, components, dtype=torch.float64)
         variances = 0.1 + 0.2 * torch.rand(components, generator=g, dtype=torch.float64)
         floor = pixel_noise**2 * torch.eye(D, dtype=torch.float64)
-        covariances = torch.stack([field(float(l), float(v)) + floor for l, v in zip(lengths, variances)])
+        covariances = torch.stack([field(float(length), float(v)) + floor for length, v in zip(lengths, variances)])
         evals, evecs = torch.linalg.eigh(field(4.0, 0.25) + 1e-9 * torch.eye(D, dtype=torch.float64))
         z = torch.randn(components, D, generator=g, dtype=torch.float64)
         means = (z * evals.clamp(min=0).sqrt()) @ evecs.T
