@@ -241,6 +241,7 @@ def plot(results: dict, path: Path) -> Path | None:
             ys = [next((r["error"] for r in c["peers"] if r["label"] == lab), None) for c in cells]
             ax.plot(nfe, [math.nan if y is None else y for y in ys], color="0.8", lw=0.8)
         ax.plot(nfe, [c["best_peer"]["error"] for c in cells], "k-o", ms=4, label="best peer")
+        ax.plot(nfe, [0.5 * c["best_peer"]["error"] for c in cells], "k:", lw=1, label="0.5 x best peer (target)")
         ax.plot(nfe, [c["best"]["error"] for c in cells], "C0-o", ms=4, label="diffkit best")
         ax.plot(nfe, [c["default"]["error"] for c in cells], "C1--s", ms=4, label="diffkit.sample(steps=N)")
         ax.set_yscale("log")
