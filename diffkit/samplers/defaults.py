@@ -25,9 +25,12 @@ against 2.5-14x for the former default (dpmpp_2m on karras); from 13-16 steps DE
 third order) on ``logsnr`` overtakes it on the VP families (1.3-1.7x at 16-30 steps), not on
 EDM (ipndm 1.5-3.8x there, dpmpp_2m on karras 1.3-27x). At zero terminal SNR the ``karras`` /
 ``logsnr`` grids do not exist (sigma_k = inf at t_max) and ``beta``, which starts at t_max, is
-1.0-1.3x the best up to 20 steps (1.5-1.7x at 30). Against the best training-free peers at NFE 5-10
-(``benchmarks/results/frontier.md``) these defaults remain above 1x: the peers end their last step
-at sigma_min without a final model call; diffkit's final step spends it on the data prediction.
+1.0-1.3x the best up to 20 steps (1.5-1.7x at 30). Against the best training-free peer at NFE 5-10
+(``benchmarks/results/frontier.md``: three mixtures x linear/cosine) these defaults are 0.6-9.2x
+its error (median 1.4x; at or below 1x in 3 of 24 cells), the former default 3.5-39x. Part of the
+gap is the final step: the peers end at sigma_min without a final model call (their final-call
+variants, ``denoise_to_zero``, are 1.1-2.4x less accurate), while diffkit's final step spends its
+last call on the data prediction at t_min. Fitted grids (``optimize_timesteps``) close it.
 
 An explicit sampler, spacing or grid always wins: the table fills only what was left out.
 Options without a sampler are refused (they belong to a named sampler).
