@@ -27,10 +27,11 @@ EDM (ipndm 1.5-3.8x there, dpmpp_2m on karras 1.3-27x). At zero terminal SNR the
 ``logsnr`` grids do not exist (sigma_k = inf at t_max) and ``beta``, which starts at t_max, is
 1.0-1.3x the best up to 20 steps (1.5-1.7x at 30). Against the best training-free peer at NFE 5-10
 (``benchmarks/results/frontier.md``: three mixtures x linear/cosine) these defaults are 0.6-9.2x
-its error (median 1.4x; at or below 1x in 3 of 24 cells), the former default 2.0-39x (median 7.7x). Part of the
-gap is the final step: the peers end at sigma_min without a final model call (their final-call
-variants, ``denoise_to_zero``, are 1.1-2.4x less accurate), while diffkit's final step spends its
-last call on the data prediction at t_min. Fitted grids (``optimize_timesteps``) close it.
+its error (median 1.4x; at or below 1x in 3 of 24 cells), the former default 2.0-39x (median
+7.7x). Part of the gap is the final step: the peers end at sigma_min without a final model call
+(their final-call variants, ``denoise_to_zero``, are typically 1.3x and up to 2.4x less accurate,
+worse in 46 of 48 cells), while diffkit's final step spends its last call on the data prediction
+at t_min. Fitted grids (``optimize_timesteps``) close the gap.
 
 An explicit sampler, spacing or grid always wins: the table fills only what was left out.
 Options without a sampler are refused (they belong to a named sampler).
