@@ -20,7 +20,7 @@ from diffkit.schedules import Linear
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("bench_overhead", "bench_kernels", "bench_end_to_end", "digits_quality", "run_full",
-           "bench_diffusers_adapter", "generate_throughput", "multistep_frontier", "bench_grids")
+           "bench_diffusers_adapter", "generate_throughput", "multistep_frontier", "bench_grids", "frontier")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -61,6 +61,14 @@ def test_overhead_script_runs_and_prints_its_rows():
     rows = [line.split()[:2] for line in result.stdout.splitlines() if line.startswith("ddim ")]
     assert rows == [["ddim", "1x3x32x32"], ["ddim", "16x4x64x64"]]
     assert "wrote" not in result.stdout
+
+
+def test_frontier_script_quick_run_writes_its_files(tmp_path):
+    pytest.importorskip("diffusers")
+    result = _run("-m", "benchmarks.frontier", "--quick", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "gmm2d-linear" in result.stdout and "wrote" in result.stdout
+    assert {p.name for p in tmp_path.iterdir()} >= {"frontier.md", "frontier.json"}
 
 
 def test_missing_peer_libraries_name_the_bench_extra(monkeypatch):

@@ -41,10 +41,11 @@ class ZeroCostModel:
 
 
 class CountingModel:
-    """Wraps an eps-model and counts its calls (the NFE actually spent)."""
+    """Wraps a model and counts its calls (the NFE actually spent); keeps its ``prediction_type``."""
 
     def __init__(self, model: Callable[..., torch.Tensor]) -> None:
         self.model, self.calls = model, 0
+        self.prediction_type = getattr(model, "prediction_type", "epsilon")
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
         self.calls += 1

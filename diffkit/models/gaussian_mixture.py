@@ -211,3 +211,34 @@ class GaussianMixture:
         a = torch.randn(components, dim, dim, generator=g, dtype=torch.float64) / math.sqrt(dim)
         covariances = 0.05 * (a @ a.transpose(1, 2)) / 4 + 0.01 * torch.eye(dim, dtype=torch.float64)
         return cls(schedule, weights / weights.sum(), means, covariances)
+
+    @classmethod
+    def image(cls, schedule: Schedule, shape: tuple[int, int, int] = (1, 16, 16), components: int = 4,
+              seed: int = 0, pixel_noise: float = 0.02) -> "GaussianMixture":
+        """Image-shaped data [C, H, W]: smooth, spatially correlated components, as natural images are.
+
+        Component k has covariance v_k exp(-|p - q|^2 / (2 l_k^2)) between pixels p, q (the same
+        field in every channel, channels correlated 0.8), correlation lengths l_k from 1.5 to 4
+        pixels, plus independent pixel noise of std ``pixel_noise``: a few large eigenvalues and
+        a flat floor, the spectrum of a smooth image. The means are smooth random fields
+        (length 4 pixels) of amplitude about 0.5.
+        """
+        C, H, W = shape
+        g = torch.Generator().manual_seed(seed)
+        yx = torch.cartesian_prod(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64))
+        dist2 = torch.cdist(yx, yx).pow(2)  # [HW, HW]
+        channels = 0.2 * torch.eye(C, dtype=torch.float64) + 0.8  # correlation between channels
+
+        def field(length: float, variance: float) -> torch.Tensor:
+            return torch.kron(channels, variance * torch.exp(-dist2 / (2 * length**2)))
+
+        D = C * H * W
+        lengths = torch.linspace(1.5, 4.0, components, dtype=torch.float64)
+        variances = 0.1 + 0.2 * torch.rand(components, generator=g, dtype=torch.float64)
+        floor = pixel_noise**2 * torch.eye(D, dtype=torch.float64)
+        covariances = torch.stack([field(float(length), float(v)) + floor for length, v in zip(lengths, variances)])
+        evals, evecs = torch.linalg.eigh(field(4.0, 0.25) + 1e-9 * torch.eye(D, dtype=torch.float64))
+        z = torch.randn(components, D, generator=g, dtype=torch.float64)
+        means = (z * evals.clamp(min=0).sqrt()) @ evecs.T
+        weights = torch.rand(components, generator=g, dtype=torch.float64) + 0.5
+        return cls(schedule, weights / weights.sum(), means, covariances, event_shape=shape)

@@ -10,11 +10,13 @@ import numpy as np
 import torch
 
 from diffkit.progress import ProgressBar
+from diffkit.samplers.defaults import default_for
 from diffkit.samplers.model_calls import Callback, EpsModel
 from diffkit.samplers.noise import GeneratorArg, randn
 from diffkit.samplers.registry import get_sampler
 from diffkit.samplers.timetable import TimestepsLike, check_timesteps
-from diffkit.schedules.base import Schedule, check_schedule
+from diffkit.schedules.base import Schedule, check_positive_int, check_schedule
+from diffkit.schedules.spacing import MAX_STEPS
 from diffkit.schedules.spacing import default_spacing as usable_spacing
 from diffkit.schedules.spacing import timesteps as make_timesteps
 
@@ -68,7 +70,7 @@ def explicit_timesteps(schedule: Schedule, timesteps: TimestepsLike, steps: int 
 def sample(
     eps_model: EpsModel,
     schedule: Schedule,
-    sampler: str | Callable[..., torch.Tensor] = "dpmpp_2m",
+    sampler: str | Callable[..., torch.Tensor] | None = None,
     steps: int | None = None,
     x: torch.Tensor | None = None,
     shape: tuple[int, ...] | None = None,
@@ -85,10 +87,13 @@ def sample(
     """Draw samples: x_T ~ N(0, I) (or the given ``x``), then ``steps`` steps of ``sampler``.
 
     ``sampler`` is a registered name (see ``diffkit.SAMPLERS``) or a function with
-    the sampler signature. The visited timesteps are ``steps`` (default 20) of
-    ``spacing`` (default: the sampler's own, see the registry, where the schedule has
-    it, else the schedule's own: flow matching and zero terminal SNR start at
-    sigma_k = inf, where there is no karras grid), or the explicit grid ``timesteps``
+    the sampler signature; left out (None), the sampler, its options and the spacing
+    come from the measured table of :mod:`diffkit.samplers.defaults` for this schedule's
+    family and this many steps (N steps = N model calls), a given ``spacing`` still
+    winning. The visited timesteps are ``steps`` (default 20) of ``spacing`` (default:
+    the sampler's own, see the registry, where the schedule has it, else the
+    schedule's own: flow matching and zero terminal SNR start at sigma_k = inf, where
+    there is no karras grid), or the explicit grid ``timesteps``
     (strictly decreasing, within [t_min, t_max]; e.g. from
     :func:`diffkit.optimize_timesteps`), which takes no spacing, and no steps but its
     length. ``cond`` is passed to the model as keyword arguments. ``shape``,
@@ -96,6 +101,16 @@ def sample(
     ``generator`` first, as diffusers pipelines do, so seeds carry over.
     """
     check_schedule(schedule)
+    if sampler is None:
+        if options:
+            raise ValueError(f"sampler option(s) {', '.join(sorted(options))} given without a sampler; name the "
+                             "sampler they belong to (sampler=...)")
+        n = len(check_timesteps(schedule, timesteps)) if timesteps is not None else steps
+        n = DEFAULT_STEPS if n is None else n
+        check_positive_int("steps", n, 1, MAX_STEPS)
+        chosen = default_for(schedule, n)
+        sampler, options = chosen.sampler, dict(chosen.options)
+        spacing = spacing if spacing is not None or timesteps is not None else chosen.spacing
     if callable(sampler):
         fn, default_spacing = sampler, "karras"
     else:

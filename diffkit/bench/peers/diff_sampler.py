@@ -16,8 +16,19 @@ result is that x0, comparable with a diffkit sampler's output.
 One departure, for exactness: diff-sampler integrates the DEIS tAB coefficients
 with a left Riemann sum of 10,000 points (relative error ~1e-4, so the weights
 of a step do not even sum to its sigma_k increment); here they come from adaptive
-quadrature (scipy ``quad``) of the same integrand. Thresholding and AFS (analytical
-first step) are off, as in diff-sampler's defaults for pixel-space models.
+quadrature (scipy ``quad``) of the same integrand. AFS (analytical first step) is
+off, as in diff-sampler's defaults. Its ``dpm_pp_sampler`` and ``unipc_sampler``
+apply ``dynamic_thresholding_fn`` to every data prediction whatever the flags
+(clamp to [-1, 1], or rescale by the 99.5% quantile of |x0| when that exceeds 1),
+which assumes pixel data; the port of ``dpm_pp`` leaves it out.
+
+The peers at diff-sampler's own settings (``run_diff_sampler_own``): its time grids
+(``solver_utils.get_schedule``: ``edm_schedule``) between sigma_min = sigma_k(t_min)
+and sigma_max = sigma_k(t_max) (as its ``CFGPrecond`` sets them for a discrete VP
+model), the grid each solver is run with in ``diff-solvers-main/launch.sh``
+(``OWN_GRIDS``), and its NFE convention: ``num_steps`` = NFE + 1 timestamps, the
+sample being the state at sigma_min (``denoise_to_zero`` False, its default), or
+NFE timestamps and a final denoising call (``denoise_to_zero`` True).
 """
 
 from __future__ import annotations
@@ -95,20 +106,32 @@ def _deis_tab(i: int, t: Sequence[float], order: int) -> list[float]:
 _COEFFICIENTS = {"ipndm": _ipndm_fixed, "ipndm_v": _ipndm_variable, "deis": _deis_tab}
 
 
-def adams_sampler(name: str, denoise: Denoiser, x_k: torch.Tensor, t: Sequence[float], order: int) -> torch.Tensor:
-    """diff-sampler's ipndm / ipndm_v / deis loop: x_k <- x_k + sum_j c_j d_j with warm-up order min(order, i + 1)."""
+def adams_sampler(name: str, denoise: Denoiser, x_k: torch.Tensor, t: Sequence[float], order: int, *,
+                  denoise_to_zero: bool = True, trajectory: list | None = None) -> torch.Tensor:
+    """diff-sampler's ipndm / ipndm_v / deis loop: x_k <- x_k + sum_j c_j d_j with warm-up order min(order, i + 1).
+
+    Returns D(x_k, t[-1]) (``denoise_to_zero``) or the state at t[-1]. ``trajectory``, if given,
+    receives (states, directions): the M states at t and the M - 1 directions d (``return_inters``,
+    ``return_eps``).
+    """
     d_hist: list[torch.Tensor] = []  # newest first
+    states, directions = [x_k], []
     ones = x_k.new_ones(x_k.shape[0])
     for i in range(len(t) - 1):
         d = (x_k - denoise(x_k, t[i] * ones)) / t[i]
         d_hist = [d, *d_hist][:order]
         coeffs = _COEFFICIENTS[name](i, t, len(d_hist))
         x_k = x_k + sum(c * dj for c, dj in zip(coeffs, d_hist))
-    return denoise(x_k, t[-1] * ones)  # denoise_to_zero
+        if trajectory is not None:
+            states.append(x_k)
+            directions.append(d)
+    if trajectory is not None:
+        trajectory[:] = [states, directions]
+    return denoise(x_k, t[-1] * ones) if denoise_to_zero else x_k
 
 
 def dpm_pp_sampler(denoise: Denoiser, x_k: torch.Tensor, t: Sequence[float], order: int = 3) -> torch.Tensor:
-    """``dpm_pp_sampler`` with lower_order_final, run over ``t`` ending at 0 (the last step is the data prediction)."""
+    """``dpm_pp_sampler`` with lower_order_final over ``t`` (ending at 0: the last step is the data prediction)."""
     ones = x_k.new_ones(x_k.shape[0])
     lam = [-math.log(s) if s > 0 else math.inf for s in t]
     models: list[torch.Tensor] = []  # oldest first, as diff-sampler's buffer
@@ -132,6 +155,51 @@ def dpm_pp_sampler(denoise: Denoiser, x_k: torch.Tensor, t: Sequence[float], ord
             x_new = x_new + phi_2 * D1 - (phi_2 / h - 0.5) * D2
         x_k, models = x_new, models[-3:]
     return x_k
+
+
+def edm_schedule(kind: str, num_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:
+    """``solver_utils.get_schedule``: ``num_steps`` sigma_k from sigma_max to sigma_min (float64).
+
+    polynomial: Karras' rho schedule; logsnr: uniform in lambda = -log sigma_k; time_uniform: the
+    VP-SDE through sigma(eps_s) = sigma_min, sigma(1) = sigma_max, its time t from 1 to eps_s = 1e-3
+    spaced as (1 + i / (N - 1) (eps_s^(1/rho) - 1))^rho.
+    """
+    i = np.arange(num_steps) / (num_steps - 1)
+    if kind == "polynomial":
+        return list((sigma_max ** (1 / rho) + i * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho)
+    if kind == "logsnr":
+        return list(np.exp(-np.linspace(-math.log(sigma_max), -math.log(sigma_min), num_steps)))
+    if kind == "time_uniform":
+        beta_min, beta_d = _vp_beta(1e-3, sigma_min, sigma_max)
+        t = (1 + i * (1e-3 ** (1 / rho) - 1)) ** rho
+        return list(np.sqrt(np.expm1(0.5 * beta_d * t**2 + beta_min * t)))
+    raise ValueError(f"unknown diff-sampler schedule {kind!r}; allowed: polynomial, logsnr, time_uniform")
+
+
+# The grid each solver is run with in diff-solvers-main/launch.sh (CIFAR-10, EDM), and its max_order there.
+OWN_GRIDS: dict[str, tuple[str, float, int]] = {
+    "ipndm": ("polynomial", 7.0, 4),
+    "ipndm_v": ("polynomial", 7.0, 4),
+    "deis": ("time_uniform", 2.0, 4),  # launch.sh: "DEIS-tAB3" with --max_order=4
+    "dpm_pp": ("logsnr", 7.0, 3),
+}
+
+
+def run_diff_sampler_own(name: str, eps_model: EpsModel, schedule: Schedule, nfe: int, x: torch.Tensor, *,
+                         order: int | None = None, denoise_to_zero: bool = False) -> torch.Tensor:
+    """diff-sampler's solver ``name`` on its own grid (``OWN_GRIDS``) with ``nfe`` model calls, from the VP x_T ``x``.
+
+    Returns the state x_k = x / alpha at sigma_min, or with ``denoise_to_zero`` the data
+    prediction there (module docstring). ``order`` defaults to launch.sh's max_order.
+    """
+    kind, rho, own_order = OWN_GRIDS[name]
+    sigma_k = schedule.sigma_k(np.array([schedule.t_min, schedule.t_max], dtype=np.float64))
+    t = edm_schedule(kind, nfe if denoise_to_zero else nfe + 1, float(sigma_k[0]), float(sigma_k[1]), rho)
+    denoise = kdiffusion_denoiser(eps_model, schedule)
+    x_k = vp_to_k(x, schedule, schedule.t_max)
+    if name == "dpm_pp":  # its last step to sigma = 0 is the denoising call
+        return dpm_pp_sampler(denoise, x_k, [*t, 0.0] if denoise_to_zero else t, order or own_order)
+    return adams_sampler(name, denoise, x_k, t, order or own_order, denoise_to_zero=denoise_to_zero)
 
 
 def run_diff_sampler(name: str, eps_model: EpsModel, schedule: Schedule, timesteps: Sequence[float],

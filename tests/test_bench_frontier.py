@@ -1,0 +1,53 @@
+"""diffkit.bench.frontier on a tiny run (the figures themselves: benchmarks/results/frontier.md)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from diffkit.bench import defaults_scan, frontier
+from diffkit.bench.frontier_peers import PEERS
+from diffkit.models import GaussianMixture
+from diffkit.schedules import Linear
+
+
+def test_tiny_run_measures_every_part_and_writes(tmp_path):
+    peers = [p for p in PEERS if p.library == "k-diffusion"][:1] + [p for p in PEERS if "GITS" in p.label]
+    results = frontier.run(["gmm2d"], ["linear"], [5], samples=16, peers=peers,
+                           configs=(("ddim", {}), ("heun", {})), fitted=(("dpmpp_2m", {}),),
+                           teacher_steps=8, teacher_substeps=1, refine_evals=1)
+    (cell,) = results["cells"]
+    assert [r["label"] for r in cell["peers"]] == [p.label for p in peers]
+    assert all(r["calls"] <= 5 and r["error"] > 0 for r in cell["peers"])
+    assert all(r["calls"] <= 5 for r in cell["candidates"])  # counted: heun takes 2 calls a step, 3 steps
+    assert {r["spacing"] for r in cell["candidates"]} >= {"karras", "trailing", "fitted"}
+    fitted = next(r for r in cell["candidates"] if r["spacing"] == "fitted")
+    assert fitted["fit_seconds"] > 0 and len(fitted["timesteps"]) == 5
+    assert cell["best"] in [dict(r, error=cell["best"]["error"]) for r in cell["candidates"]]
+    assert cell["ratio_default"] == cell["default"]["error"] / cell["best_peer"]["error"]
+    path = frontier.write(results, tmp_path)
+    text = path.read_text()
+    assert "| gmm2d-linear |" in text and "best/peer" in text and "Machine:" in text
+    assert json.loads((tmp_path / "frontier.json").read_text())["cells"][0]["nfe"] == 5
+    assert (tmp_path / "frontier.png").stat().st_size > 0
+
+
+def test_image_mixture_is_image_shaped_and_deterministic():
+    a = GaussianMixture.image(Linear(), shape=(3, 4, 4), components=2, seed=3)
+    b = GaussianMixture.image(Linear(), shape=(3, 4, 4), components=2, seed=3)
+    assert a.event_shape == (3, 4, 4) and a.dim == 48
+    torch.testing.assert_close(a.means, b.means)
+    x = a.sample_data(5, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, 3, 4, 4) and torch.isfinite(x).all()
+
+
+def test_defaults_scan_scores_and_names_the_table_choice(tmp_path):
+    results = defaults_scan.scan(["linear", "flow"], ["gmm2d"], steps=[3], samples=8,
+                                 configs=(("ddim", {}), ("ipndm", {"order": 3, "variant": "fixed"})))
+    linear = dict(results["scores"]["linear"][3])
+    assert min(linear.values()) == 1.0 and "ipndm order=3 variant=fixed @ beta" in linear
+    assert "ddim @ karras" not in dict(results["scores"]["flow"][3])  # no karras grid from zero SNR
+    text = defaults_scan.write(results, tmp_path).read_text()
+    assert "| linear | 3 | ipndm order=3 variant=fixed @ beta |" in text
+    assert json.loads((tmp_path / "frontier_defaults.json").read_text())["scores"]["flow"]["3"]
