@@ -174,6 +174,39 @@ def test_matches_diff_sampler(peer, name, options, schedule_name, spacing):
         torch.testing.assert_close(ours, theirs, rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize("peer, variant, order", [("ipndm", "fixed", k) for k in (1, 2, 3, 4)]
+                         + [("ipndm_v", "variable", k) for k in (1, 2)])
+@pytest.mark.parametrize("schedule_name", list(SCHEDULES))
+@pytest.mark.parametrize("spacing", ["beta", "logsnr"])
+def test_ipndm_final_adams_is_diff_samplers_ipndm_run_to_zero(peer, variant, order, schedule_name, spacing):
+    # final="adams": the last step to sigma = 0 is the same Adams-Bashforth step, as diff-sampler's loop with
+    # sigma_min = 0 and no denoising call takes it.
+    from diffkit.bench.peers.diff_sampler import adams_sampler, kdiffusion_denoiser, vp_to_k
+
+    schedule = SCHEDULES[schedule_name]
+    model, x_T = _case(schedule)
+    for steps in (6, 12):
+        ts = timesteps(schedule, steps, spacing)
+        ours = _run("ipndm", model, schedule, ts, x_T, variant=variant, order=order, final="adams")
+        t = [float(s) for s in schedule.sigma_k(np.asarray(ts, dtype=np.float64))] + [0.0]
+        theirs = adams_sampler(peer, kdiffusion_denoiser(model, schedule), vp_to_k(x_T, schedule, float(ts[0])), t,
+                               order, denoise_to_zero=False)
+        torch.testing.assert_close(ours, theirs, rtol=1e-8, atol=1e-8)
+
+
+def test_ipndm_final_adams_keeps_the_order_where_the_last_visited_point_is_far_from_the_data(gmm8d, linear):
+    # On sgm_uniform (last visited t = T/N) the final jump caps "data" at first order; "adams" keeps more.
+    x_T = noise((48, 8), seed=5)
+    exact = exact_sample(gmm8d, linear, x_T)
+    steps = np.array([20, 40, 80])
+    orders = {}
+    for final in ("data", "adams"):
+        errs = [(_run("ipndm", gmm8d, linear, timesteps(linear, int(n), "sgm_uniform"), x_T, order=3,
+                      variant="fixed", final=final) - exact).pow(2).mean().sqrt().item() for n in steps]
+        orders[final] = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
+    assert orders["data"] < 1.5 < orders["adams"], orders
+
+
 # -- equivalences ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, options", [("ipndm", {"variant": "fixed"}), ("ipndm", {"variant": "variable"}),
@@ -316,6 +349,7 @@ def test_zero_snr_step_after_the_start_is_first_order(name, options, zero_snr):
     ("unipc", {"corrector": 1}, "corrector must be one of True, False"),
     ("ipndm", {"order": 0}, r"order must be an integer in \[1, 4\]"),
     ("ipndm", {"variant": "v"}, "variant must be one of 'variable', 'fixed'"),
+    ("ipndm", {"final": "x0"}, "final must be one of 'data', 'adams'"),
     ("deis", {"order": 4}, r"order must be an integer in \[1, 3\]"),
     ("deis", {"variant": "rhoab"}, "variant must be one of 'tab', 'logrho'"),
 ])

@@ -97,3 +97,23 @@ def unipc_rhos(r: Sequence[float], h: float, B: float, order: int) -> tuple[list
     rho_p = [0.5] if order == 2 else np.linalg.solve(R[:-1, :-1], b[:-1]).tolist() if order > 2 else []
     rho_c = [0.5] if order == 1 else np.linalg.solve(R, b).tolist()
     return rho_p, rho_c
+
+
+def adams_to_data_weights(sigma_ks: Sequence[float], fixed: Sequence[float] | None = None) -> list[float]:
+    """w_1, w_2, ... of the step from the current node to the data (sigma_k = 0, alpha = 1), in sigma_k.
+
+    The step's integral is finite there although lambda_n = inf: w_j = integral_{s_0}^{0} l_j(s) ds
+    with s = sigma_k and nodes ``sigma_ks`` (current first; infinite ones leave the basis), so
+    x_0 = x0_0 + sum_{j>=1} w_j (eps_j - eps_0). With ``fixed`` Adams-Bashforth coefficients c_j
+    (equal steps) instead: w_j = -s_0 c_j.
+    """
+    s0 = float(sigma_ks[0])
+    if len(sigma_ks) == 1:
+        return []
+    if fixed is not None:
+        return [-s0 * c for c in fixed[1:]]
+    keep = [j for j, s in enumerate(sigma_ks) if math.isfinite(s)]
+    s = 0.5 * s0 * (1.0 + _GL_NODES)  # Gauss-Legendre on [0, s_0]
+    integrals = -(lagrange_basis([sigma_ks[j] for j in keep], s) @ _GL_WEIGHTS) * (0.5 * s0)
+    weights = dict(zip(keep, integrals.tolist()))
+    return [weights.get(j, 0.0) for j in range(1, len(sigma_ks))]

@@ -77,8 +77,9 @@ SAMPLERS: MappingProxyType = MappingProxyType(
                   "UniPC (Zhao et al. 2023): multistep predictor-corrector; order 1-3, variant bh1|bh2",
                   {"order": 2, "variant": "bh2", "corrector": True}),
             _info("ipndm", sample_ipndm,
-                  "iPNDM (Zhang & Chen 2022): Adams-Bashforth on eps in sigma_k; order 1-4, variant variable|fixed",
-                  {"order": 4, "variant": "variable"}),
+                  "iPNDM (Zhang & Chen 2022): Adams-Bashforth on eps in sigma_k; order 1-4, variant variable|fixed, "
+                  "final data|adams",
+                  {"order": 4, "variant": "variable", "final": "data"}),
             _info("deis", sample_deis,
                   "DEIS (Zhang & Chen 2022): eps extrapolated in time; order 1-3, variant tab|logrho (diffusers)",
                   {"order": 3, "variant": "tab"}),
