@@ -42,6 +42,7 @@ CONFIGS: tuple[tuple[str, dict], ...] = (
     ("ddim", {}), ("dpmpp_2m", {}), ("dpmpp_3m", {}), ("unipc", {"order": 3}),
     ("ipndm", {}), ("ipndm", {"order": 3, "variant": "fixed"}), ("ipndm", {"variant": "fixed"}),
     ("deis", {}), ("deis", {"variant": "logrho"}),
+    ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"}), ("ipndm", {"final": "adams"}),
 )
 SAMPLES, SEED = 128, 2
 

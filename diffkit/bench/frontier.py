@@ -56,11 +56,13 @@ CONFIGS: tuple[tuple[str, dict], ...] = (
     *(("unipc", {"order": k, "variant": v}) for k in (2, 3) for v in ("bh1", "bh2")),
     *(("ipndm", {"order": k, "variant": v}) for k in (2, 3, 4) for v in ("variable", "fixed")),
     *(("deis", {"order": k, "variant": v}) for k in (2, 3) for v in ("tab", "logrho")),
+    *(("ipndm", {"order": k, "variant": "fixed", "final": "adams"}) for k in (3, 4)),
 )
 # configurations also run on grids fitted by diffkit.fit_timesteps (its default method, gits+refine)
 FITTED: tuple[tuple[str, dict], ...] = (
     ("dpmpp_2m", {}), ("dpmpp_3m", {}), ("unipc", {"order": 3}), ("ipndm", {}), ("ipndm", {"variant": "fixed"}),
     ("ipndm", {"order": 3, "variant": "fixed"}), ("deis", {}), ("deis", {"variant": "logrho"}),
+    ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"}),
 )
 # fit_timesteps' refinement budget here: 16 sampler runs per refined timestep instead of its default 4
 # (measured: 1.2-3x lower error at NFE 5-6 on gmm2d and the image mixture, for about twice the fit seconds)

@@ -3,35 +3,33 @@
 The budget is in STEPS (visited timesteps). Every sampler in the table takes one model call
 a step, so N steps are N model evaluations (NFE = N).
 
-    family          steps      sampler (options)                      spacing
-    discrete_vp     1-6        ipndm (order=3, variant=fixed)         beta
-                    7-12       ipndm (order=3, variant=fixed)         logsnr
-                    13-        deis (order=3, variant=logrho)         logsnr
-    continuous_vp   1-12       ipndm (order=3, variant=fixed)         logsnr
-                    13-        deis (order=3, variant=logrho)         logsnr
-    edm (and any    1-         ipndm (order=3, variant=fixed)         logsnr
+    family          steps      sampler (options)                                  spacing
+    discrete_vp     1-4        ipndm (order=3, variant=fixed)                     beta
+                    5-24       ipndm (order=3, variant=fixed, final=adams)        beta
+                    25-        deis (order=3, variant=logrho)                     logsnr
+    continuous_vp   1-12       ipndm (order=3, variant=fixed)                     logsnr
+                    13-        deis (order=3, variant=logrho)                     logsnr
+    edm (and any    1-         ipndm (order=3, variant=fixed)                     logsnr
       other schedule with finite SNR at t_max)
-    zero_snr        1-         ipndm (order=3, variant=fixed)         beta
+    zero_snr        1-4        ipndm (order=3, variant=fixed)                     beta
+                    5-         ipndm (order=3, variant=fixed, final=adams)        beta
       (flow matching; discrete VP with zero terminal SNR; any schedule with alpha(t_max) = 0)
 
 Where it comes from (``benchmarks/results/frontier_defaults.md``, ``python -m benchmarks.frontier
---defaults``, ``diffkit.bench.defaults_scan``): nine one-call-a-step configurations on every spacing
-of each family, at 2-30 steps, on three exact Gaussian mixtures (2-D, 64-D, 3x8x8 image-shaped) in
-each family, scored by the geometric mean of their error against the exact ODE over the best
-configuration's in the same cell. iPNDM with the fixed (equal-step) third-order coefficients is
-the most accurate at low budgets in every family. On discrete VP (Linear, Cosine) it is 1.2-1.5x
-the best configuration of each cell at 3-6 steps on ``beta`` and 1.4-1.7x at 8-12 on ``logsnr``,
-against 2.5-14x for the former default (dpmpp_2m on karras); from 13-16 steps DEIS (logrho,
-third order) on ``logsnr`` overtakes it on the VP families (1.3-1.7x at 16-30 steps), not on
-EDM (ipndm 1.5-3.8x there, dpmpp_2m on karras 1.3-27x). At zero terminal SNR the ``karras`` /
-``logsnr`` grids do not exist (sigma_k = inf at t_max) and ``beta``, which starts at t_max, is
-1.0-1.3x the best up to 20 steps (1.5-1.7x at 30). Against the best training-free peer at NFE 5-10
-(``benchmarks/results/frontier.md``: three mixtures x linear/cosine) these defaults are 0.6-9.2x
-its error (median 1.4x; at or below 1x in 3 of 24 cells), the former default 2.0-39x (median
-7.7x). Part of the gap is the final step: the peers end at sigma_min without a final model call
-(their final-call variants, ``denoise_to_zero``, are typically 1.3x and up to 2.4x less accurate,
-worse in 46 of 48 cells), while diffkit's final step spends its last call on the data prediction
-at t_min. Fitted grids (``optimize_timesteps``) close the gap.
+--defaults``, ``diffkit.bench.defaults_scan``): eleven one-call-a-step configurations on every
+spacing of each family, at 2-30 steps, on three exact Gaussian mixtures (2-D, 64-D, 3x8x8
+image-shaped) in each family, scored by the geometric mean of their error against the exact ODE
+over the best configuration's in the same cell. iPNDM with the fixed (equal-step) third-order
+coefficients is the most accurate at low budgets in every family. On ``beta``, whose last visited
+point lies well above the data, its last step matters: taking it by the same Adams-Bashforth
+formula to sigma_k = 0 (``final="adams"``, no extra model call) instead of the data prediction is
+the best configuration of nearly every cell from 5 steps on at zero SNR and on Cosine (2-4x lower
+error than the next), and on discrete VP (Linear and Cosine together) it scores 1.5-1.8x the best
+of each cell at 5-20 steps against 1.7-3.0x for the previous choices (iPNDM on beta/logsnr, DEIS
+on logsnr); from about 25 steps DEIS (logrho, third order) on ``logsnr`` overtakes it. On EDM and
+continuous VP, ``logsnr`` ends at t_min, where the final step hardly matters. At zero terminal
+SNR the ``karras`` / ``logsnr`` grids do not exist (sigma_k = inf at t_max). Against the best
+training-free peers at NFE 5-10 (``benchmarks/results/frontier.md``) see the README.
 
 An explicit sampler, spacing or grid always wins: the table fills only what was left out.
 Options without a sampler are refused (they belong to a named sampler).
@@ -63,14 +61,15 @@ def _d(from_steps: int, sampler: str, spacing: str, **options: Any) -> Default:
 
 
 _IPNDM3 = {"order": 3, "variant": "fixed"}
+_IPNDM3_ADAMS = {**_IPNDM3, "final": "adams"}  # the last step to sigma = 0 by the same formula
 _DEIS3 = {"order": 3, "variant": "logrho"}
 # family -> entries by increasing from_steps (the module docstring's table)
 DEFAULTS: MappingProxyType = MappingProxyType({
-    "discrete_vp": (_d(1, "ipndm", "beta", **_IPNDM3), _d(7, "ipndm", "logsnr", **_IPNDM3),
-                    _d(13, "deis", "logsnr", **_DEIS3)),
+    "discrete_vp": (_d(1, "ipndm", "beta", **_IPNDM3), _d(5, "ipndm", "beta", **_IPNDM3_ADAMS),
+                    _d(25, "deis", "logsnr", **_DEIS3)),
     "continuous_vp": (_d(1, "ipndm", "logsnr", **_IPNDM3), _d(13, "deis", "logsnr", **_DEIS3)),
     "edm": (_d(1, "ipndm", "logsnr", **_IPNDM3),),
-    "zero_snr": (_d(1, "ipndm", "beta", **_IPNDM3),),
+    "zero_snr": (_d(1, "ipndm", "beta", **_IPNDM3), _d(5, "ipndm", "beta", **_IPNDM3_ADAMS)),
 })
 
 
