@@ -4,7 +4,10 @@ The budget is in STEPS (visited timesteps). Every sampler in the table takes one
 a step, so N steps are N model evaluations (NFE = N).
 
     family          steps      sampler (options)                                  spacing
-    discrete_vp     1-4        ipndm (order=3, variant=fixed)                     beta
+    discrete_vp     1-6        ipndm (order=3, variant=fixed)                     beta
+      (Linear,      7-12       ipndm (order=3, variant=fixed)                     logsnr
+      ScaledLinear) 13-        deis (order=3, variant=logrho)                     logsnr
+    cosine          1-4        ipndm (order=3, variant=fixed)                     beta
                     5-24       ipndm (order=3, variant=fixed, final=adams)        beta
                     25-        deis (order=3, variant=logrho)                     logsnr
     continuous_vp   1-12       ipndm (order=3, variant=fixed)                     logsnr
@@ -23,10 +26,12 @@ over the best configuration's in the same cell. iPNDM with the fixed (equal-step
 coefficients is the most accurate at low budgets in every family. On ``beta``, whose last visited
 point lies well above the data, its last step matters: taking it by the same Adams-Bashforth
 formula to sigma_k = 0 (``final="adams"``, no extra model call) instead of the data prediction is
-the best configuration of nearly every cell from 5 steps on at zero SNR and on Cosine (2-4x lower
-error than the next), and on discrete VP (Linear and Cosine together) it scores 1.5-1.8x the best
-of each cell at 5-20 steps against 1.7-3.0x for the previous choices (iPNDM on beta/logsnr, DEIS
-on logsnr); from about 25 steps DEIS (logrho, third order) on ``logsnr`` overtakes it. On EDM and
+the best configuration of nearly every cell from 5 steps on at zero SNR, in flow matching and on
+Cosine, 2-4x more accurate than the next configuration there. On Linear it is not (2.2-3.4x the
+best of each cell at 5-20 steps), where iPNDM on ``beta`` up to 6 steps, on ``logsnr`` up to 12
+and DEIS (logrho, third order) on ``logsnr`` from 13 steps are 1.2-1.7x the best; so Cosine has
+its own row. ScaledLinear (Stable Diffusion's schedule) was not scanned; it takes Linear's row, the
+schedule closest to it. On EDM and
 continuous VP, ``logsnr`` ends at t_min, where the final step hardly matters. At zero terminal
 SNR the ``karras`` / ``logsnr`` grids do not exist (sigma_k = inf at t_max). Against the best
 training-free peers at NFE 5-10 (``benchmarks/results/frontier.md``) see the README.
@@ -41,7 +46,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from diffkit.schedules import ContinuousVP, DiscreteVP, FlowMatch
+from diffkit.schedules import ContinuousVP, Cosine, DiscreteVP, FlowMatch
 from diffkit.schedules.base import Schedule
 from diffkit.schedules.spacing import spacings
 
@@ -65,8 +70,10 @@ _IPNDM3_ADAMS = {**_IPNDM3, "final": "adams"}  # the last step to sigma = 0 by t
 _DEIS3 = {"order": 3, "variant": "logrho"}
 # family -> entries by increasing from_steps (the module docstring's table)
 DEFAULTS: MappingProxyType = MappingProxyType({
-    "discrete_vp": (_d(1, "ipndm", "beta", **_IPNDM3), _d(5, "ipndm", "beta", **_IPNDM3_ADAMS),
-                    _d(25, "deis", "logsnr", **_DEIS3)),
+    "discrete_vp": (_d(1, "ipndm", "beta", **_IPNDM3), _d(7, "ipndm", "logsnr", **_IPNDM3),
+                    _d(13, "deis", "logsnr", **_DEIS3)),
+    "cosine": (_d(1, "ipndm", "beta", **_IPNDM3), _d(5, "ipndm", "beta", **_IPNDM3_ADAMS),
+               _d(25, "deis", "logsnr", **_DEIS3)),
     "continuous_vp": (_d(1, "ipndm", "logsnr", **_IPNDM3), _d(13, "deis", "logsnr", **_DEIS3)),
     "edm": (_d(1, "ipndm", "logsnr", **_IPNDM3),),
     "zero_snr": (_d(1, "ipndm", "beta", **_IPNDM3), _d(5, "ipndm", "beta", **_IPNDM3_ADAMS)),
@@ -77,6 +84,8 @@ def family(schedule: Schedule) -> str:
     """The table's family of ``schedule``: zero_snr wherever alpha(t_max) = 0, else by class (edm for others)."""
     if schedule.zero_terminal_snr or isinstance(schedule, FlowMatch):
         return "zero_snr"
+    if isinstance(schedule, Cosine):
+        return "cosine"
     if isinstance(schedule, DiscreteVP):
         return "discrete_vp"
     if isinstance(schedule, ContinuousVP):
