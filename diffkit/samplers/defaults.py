@@ -34,7 +34,8 @@ its own row. ScaledLinear (Stable Diffusion's schedule) was not scanned; it take
 schedule closest to it. On EDM and
 continuous VP, ``logsnr`` ends at t_min, where the final step hardly matters. At zero terminal
 SNR the ``karras`` / ``logsnr`` grids do not exist (sigma_k = inf at t_max). Against the best
-training-free peers at NFE 5-10 (``benchmarks/results/frontier.md``) see the README.
+training-free peers at NFE 5-10 (``benchmarks/results/frontier.md``): 0.29-7.5x their error
+(median 1.02x, at or below 1x in 12 of 24 cells, most of the misses on Linear).
 
 An explicit sampler, spacing or grid always wins: the table fills only what was left out.
 Options without a sampler are refused (they belong to a named sampler).
