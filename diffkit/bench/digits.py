@@ -109,6 +109,21 @@ def describe(name: str, model, schedule: Schedule) -> dict:
             "prediction_type": model.prediction_type, "schedule": schedule_to_dict(schedule)}
 
 
+def each_model(names: Sequence[str], report: dict):
+    """(name, unet, schedule) of each embedded model in ``names`` that can run here, described into
+    ``report["models"]``; the others are recorded under ``report["skipped"]`` with the reason."""
+    from diffkit.digits.pretrained import load_embedded
+
+    for name in names:
+        why = available(name)
+        if why:
+            report["skipped"][name] = why
+            continue
+        model, schedule = load_embedded(name)
+        report["models"][name] = describe(name, model, schedule)
+        yield name, model, schedule
+
+
 def tasks(opts, out: dict) -> list:
     """Progress-bar tasks filling ``out["digits"]`` (or recording why it was skipped).
 
@@ -181,7 +196,6 @@ def quality_report(n: int = 1000, nfes: Sequence[int] = QUALITY_NFES, samplers: 
     without guidance (w = 1: it compares solvers, not guidance); ``n`` class-balanced samples per cell. One printed
     line per cell. Models that cannot run here are listed under ``skipped``."""
     from diffkit.digits.evaluate import balanced_labels, classifier, real_fd_floor
-    from diffkit.digits.pretrained import load_embedded
 
     clf = classifier()
     labels = balanced_labels(n)
@@ -197,13 +211,7 @@ def quality_report(n: int = 1000, nfes: Sequence[int] = QUALITY_NFES, samplers: 
         "guidance": [],
         "samplers": [],
     }
-    for name in models:
-        why = available(name)
-        if why:
-            report["skipped"][name] = why
-            continue
-        model, schedule = load_embedded(name)
-        report["models"][name] = describe(name, model, schedule)
+    for name, model, schedule in each_model(models, report):
         for w in guidance:
             row = {"model": name, **budget("dpmpp_2m", 20, schedule), "guidance": w}
             _, score = measure(model, schedule, labels, sampler="dpmpp_2m", steps=row["steps"], guidance=w, seed=seed,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from diffkit.bench.digits import available, budget, describe, machine_text, measure
+from diffkit.bench.digits import budget, each_model, machine_text, measure
 
 SAMPLERS = ("ddim", "euler", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "deis")
 NFES = (5, 10)
@@ -31,18 +31,11 @@ def report(models: Sequence[str] = ("digits", "digits-flow"), samplers: Sequence
     """{"machine", "n", "calibration", "models", "skipped", "rows": [{model, sampler, nfe, grid, fd, ...}]}."""
     import diffkit
     from diffkit.digits.evaluate import balanced_labels
-    from diffkit.digits.pretrained import load_embedded
 
     labels = balanced_labels(n)
     out: dict = {"machine": machine_text(), "n": n, "calibration": calibration, "nfes": list(nfes), "models": {},
                  "skipped": {}, "rows": []}
-    for name in models:
-        why = available(name)
-        if why:
-            out["skipped"][name] = why
-            continue
-        model, schedule = load_embedded(name)
-        out["models"][name] = describe(name, model, schedule)
+    for name, model, schedule in each_model(models, out):
         shape = (calibration, model.config.in_channels, model.config.resolution, model.config.resolution)
         for sampler in samplers:
             for nfe in nfes:
