@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pytest
 import torch
+from hypothesis import settings
 
 from diffkit.io.pretrained import save_pretrained
 from diffkit.kernels._backend import triton_on
 from diffkit.models import GaussianMixture, exact_sample
 from diffkit.schedules import Cosine, Linear
 from diffkit.unet import UNet, UNetConfig
+
+# Property and fuzz tests draw the same examples on every run (a seed from each test's hash), so a run of
+# the suite, CI's included, is reproducible; HYPOTHESIS_PROFILE=explore draws fresh random examples to
+# look for new failures (pin what it finds as a plain test, as tests/test_fuzz_files.py does).
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # A tiny class-conditional digits U-Net: the CLI commands' model in tests (untrained: shapes and plumbing only).
 TINY = UNetConfig(in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
