@@ -117,7 +117,7 @@ def _classifier(args: argparse.Namespace):
     from diffkit.digits.classifier import CLASSIFIER_WEIGHTS, load_classifier
 
     if args.classifier is None and not CLASSIFIER_WEIGHTS.is_file():
-        raise CliError(f"the shipped classifier {CLASSIFIER_WEIGHTS} is missing; run "
+        raise CliError(f"the shipped classifier {CLASSIFIER_WEIGHTS} is missing; "
                        "reinstall diffkit or pass --classifier")
     return load_classifier(args.classifier)
 

@@ -29,6 +29,7 @@ import torch
 
 from diffkit.digits.data import NUM_CLASSES, load_digits, to_pixels
 from diffkit.models.guidance import ClassifierFreeGuidance, ClassifierGuidance, RescheduledClassifier
+from diffkit.models.prediction import Predictor
 from diffkit.progress import ProgressBar
 from diffkit.samplers import sample
 from diffkit.schedules import Schedule
@@ -132,11 +133,9 @@ def guided_model(model: torch.nn.Module, schedule: Schedule, guidance: float = 1
     """
     if guidance == 1.0:
         eps_model = model
-    elif guidance == 0.0:
-        def eps_model(x, t, y):  # the unconditional branch alone
-            return model(x, t, y=torch.full_like(y, model.null_label))
-
-        eps_model.prediction_type = getattr(model, "prediction_type", "epsilon")  # what the samplers read
+    elif guidance == 0.0:  # the unconditional branch alone, predicting what the model predicts
+        eps_model = Predictor(lambda x, t, y: model(x, t, y=torch.full_like(y, model.null_label)),
+                              getattr(model, "prediction_type", "epsilon"))
     else:
         eps_model = ClassifierFreeGuidance(model, guidance, uncond={"y": model.null_label})
     if classifier_guidance == 0.0:
