@@ -8,8 +8,11 @@ from diffkit.bench import digits_grids
 def test_digits_grids_reports_default_and_fitted_for_both_models():
     rep = digits_grids.report(samplers=("ddim",), nfes=(5,), n=20, calibration=2)
     assert set(rep["models"]) == {"digits", "digits-flow"} and not rep["skipped"]
-    grids = {(r["model"], r["grid"]) for r in rep["rows"]}
+    grids = {(r["model"], r["grid"]) for r in rep["rows"] if r["sampler"] != "(default)"}
     assert grids == {("digits", "karras"), ("digits", "fitted"), ("digits-flow", "shifted"), ("digits-flow", "fitted")}
+    # the defaults table's row: diffkit.sample with only the budget, labelled with the sampler and grid it ran
+    defaults = {r["model"]: r["grid"] for r in rep["rows"] if r["sampler"] == "(default)"}
+    assert defaults == {"digits": "ipndm @ time_uniform rho=2 endpoint=False", "digits-flow": "ipndm @ beta"}
     fitted = [r for r in rep["rows"] if r["grid"] == "fitted"]
     assert all(len(r["timesteps"]) == r["steps"] == 5 and r["fit_seconds"] > 0 for r in fitted)
-    assert "| ddim |" in digits_grids.markdown(rep)
+    assert "| ddim |" in digits_grids.markdown(rep) and "| (default) |" in digits_grids.markdown(rep)

@@ -44,10 +44,12 @@ def test_image_mixture_is_image_shaped_and_deterministic():
 
 def test_defaults_scan_scores_and_names_the_table_choice(tmp_path):
     results = defaults_scan.scan(["linear", "flow"], ["gmm2d"], steps=[3], samples=8,
-                                 configs=(("ddim", {}), ("ipndm", {"order": 3, "variant": "fixed"})))
+                                 configs=(("ddim", {}), ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"})))
     linear = dict(results["scores"]["linear"][3])
-    assert min(linear.values()) == 1.0 and "ipndm order=3 variant=fixed @ beta" in linear
+    choice = "ipndm order=3 variant=fixed final=adams @ time_uniform rho=2 endpoint=False"
+    assert min(linear.values()) == 1.0 and choice in linear and "ddim @ time_uniform rho=2" in linear
+    assert "ddim @ logsnr endpoint=False" not in linear  # open grids only where the final step keeps the order
     assert "ddim @ karras" not in dict(results["scores"]["flow"][3])  # no karras grid from zero SNR
     text = defaults_scan.write(results, tmp_path).read_text()
-    assert "| linear | 3 | ipndm order=3 variant=fixed @ beta |" in text
+    assert f"| linear | 3 | {choice} |" in text
     assert json.loads((tmp_path / "frontier_defaults.json").read_text())["scores"]["flow"]["3"]

@@ -18,7 +18,7 @@ FAMILIES = {  # name -> (schedule, prediction type of its models, the table's fa
     "cosine": (Cosine(), "epsilon", "cosine"),
     "scaled_linear": (ScaledLinear(), "epsilon", "discrete_vp"),
     "zero_snr": (Linear(rescale_zero_terminal_snr=True), "v_prediction", "zero_snr"),
-    "flow": (FlowMatch(shift=3.0), "flow", "zero_snr"),
+    "flow": (FlowMatch(shift=3.0), "flow", "flow"),
     "edm": (EDM(), "sample", "edm"),
     "continuous_vp": (ContinuousVP(), "epsilon", "continuous_vp"),
 }
@@ -47,7 +47,8 @@ def test_steps_only_is_the_table_choice_finite_with_n_calls(name):
         got = diffkit.sample(counter, schedule, steps=n, x=x)
         assert torch.isfinite(got).all(), (name, n)
         assert counter.calls == n
-        explicit = diffkit.sample(model, schedule, chosen.sampler, n, x=x, spacing=chosen.spacing, **chosen.options)
+        grid = timesteps(schedule, n, chosen.spacing, rho=chosen.rho, endpoint=chosen.endpoint)
+        explicit = diffkit.sample(model, schedule, chosen.sampler, x=x, timesteps=grid, **chosen.options)
         torch.testing.assert_close(got, explicit, rtol=0, atol=0)
 
 

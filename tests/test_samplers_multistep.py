@@ -20,7 +20,7 @@ from diffkit.bench.peers.diff_sampler import _ipndm_variable
 from diffkit.models import GaussianMixture, exact_sample
 from diffkit.samplers import SAMPLERS, sample_ddim, sample_dpmpp_2m
 from diffkit.samplers.deis import vp_sde_time
-from diffkit.samplers.multistep import eps_adams_weights
+from diffkit.samplers.multistep import adams_to_data_weights, eps_adams_weights
 from diffkit.schedules import Cosine, Linear, timesteps
 
 SCHEDULES = {"linear": Linear(), "cosine": Cosine()}
@@ -58,6 +58,31 @@ def test_adams_weights_integrate_the_interpolating_polynomial(variable, order):
         exact = alpha_n * quad(lambda lam, d=degree: -power(lam, d) * math.exp(-lam), lams[0], lam_n,
                                epsabs=0, epsrel=1e-13)[0]
         assert ours == pytest.approx(exact, rel=1e-11, abs=1e-14)  # Gauss-Legendre and quad: float64 rounding
+
+
+@pytest.mark.parametrize("variable, rel", [(lambda lam: np.exp(-lam), 1e-12), (lambda lam: -lam, 1e-12),
+                                           (vp_sde_time, 1e-8)], ids=["sigma_k", "log_sigma_k", "tau"])
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_to_data_weights_integrate_the_interpolating_polynomial_to_sigma_0(variable, rel, order):
+    # The step to the data: x_0 = x0_0 + sum_j w_j (eps_j - eps_0) is exact for eps(s) of degree < order in s,
+    # i.e. -sigma_k,0 eps_0 + sum_j w_j (eps_j - eps_0) = integral_{sigma_k,0}^{0} eps dsigma_k (adaptive quadrature).
+    # Gauss-Laguerre: exact for polynomials in lambda, float64 rounding for sigma_k, <= 1e-9 for tau (measured).
+    from scipy.integrate import quad
+
+    lams = [1.0, 0.6, 0.0, -0.9][:order]
+    w = adams_to_data_weights(lams, variable)
+
+    def power(lam, degree):
+        return float(variable(np.array([lam]))[0]) ** degree
+
+    for degree in range(order):
+        ours = -math.exp(-lams[0]) * power(lams[0], degree) + sum(
+            w_j * (power(lam, degree) - power(lams[0], degree)) for w_j, lam in zip(w, lams[1:]))
+        exact = -quad(lambda lam, d=degree: power(lam, d) * math.exp(-lam), lams[0], math.inf,
+                      epsabs=0, epsrel=1e-13, limit=200)[0]
+        assert ours == pytest.approx(exact, rel=rel, abs=1e-14)
+    fixed = (23 / 12, -16 / 12, 5 / 12)  # equal-step coefficients: w_j = -sigma_k,0 c_j
+    assert adams_to_data_weights([1.0, 0.6, 0.0], variable, fixed) == [-math.exp(-1.0) * c for c in fixed[1:]]
 
 
 def test_adams_weights_drop_a_node_at_infinity():
@@ -192,6 +217,37 @@ def test_ipndm_final_adams_is_diff_samplers_ipndm_run_to_zero(peer, variant, ord
         theirs = adams_sampler(peer, kdiffusion_denoiser(model, schedule), vp_to_k(x_T, schedule, float(ts[0])), t,
                                order, denoise_to_zero=False)
         torch.testing.assert_close(ours, theirs, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("schedule_name", list(SCHEDULES))
+def test_deis_final_adams_is_diff_samplers_deis_run_to_zero(order, schedule_name):
+    # deis (tab) with final="adams": diff-sampler's deis loop over the visited sigma_k and then to sigma_k = 0 (its
+    # tAB weights by adaptive quadrature of dsigma/dtau, whose 1/sqrt(tau) end point is integrable).
+    from diffkit.bench.peers.diff_sampler import adams_sampler, kdiffusion_denoiser, vp_to_k
+
+    schedule = SCHEDULES[schedule_name]
+    model, x_T = _case(schedule)
+    for steps in (6, 12):
+        ts = timesteps(schedule, steps, "time_uniform", rho=2.0, endpoint=False)
+        ours = _run("deis", model, schedule, ts, x_T, order=order, final="adams")
+        t = [float(s) for s in schedule.sigma_k(np.asarray(ts, dtype=np.float64))] + [0.0]
+        theirs = adams_sampler("deis", kdiffusion_denoiser(model, schedule), vp_to_k(x_T, schedule, float(ts[0])), t,
+                               order, denoise_to_zero=False)
+        torch.testing.assert_close(ours, theirs, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("variant", ["tab", "logrho"])
+def test_deis_final_adams_keeps_the_order_where_the_last_visited_point_is_far_from_the_data(variant, gmm8d, linear):
+    x_T = noise((48, 8), seed=5)
+    exact = exact_sample(gmm8d, linear, x_T)
+    steps = np.array([20, 40, 80])
+    orders = {}
+    for final in ("data", "adams"):
+        errs = [(_run("deis", gmm8d, linear, timesteps(linear, int(n), "sgm_uniform"), x_T, variant=variant,
+                      final=final) - exact).pow(2).mean().sqrt().item() for n in steps]
+        orders[final] = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
+    assert orders["data"] < 1.5 < orders["adams"], orders
 
 
 def test_ipndm_final_adams_keeps_the_order_where_the_last_visited_point_is_far_from_the_data(gmm8d, linear):

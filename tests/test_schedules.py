@@ -11,8 +11,8 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from diffkit.schedules import SPACINGS, Cosine, Linear, ScaledLinear, timesteps
-from diffkit.schedules.spacing import DISCRETE_SPACINGS
+from diffkit.schedules import EDM, SPACINGS, ContinuousVP, Cosine, Linear, ScaledLinear, timesteps
+from diffkit.schedules.spacing import DISCRETE_SPACINGS, timesteps_from
 
 T_RANGE = st.integers(min_value=2, max_value=4000)
 INTEGER_SPACINGS = DISCRETE_SPACINGS + ("simple",)  # integer timesteps of DiscreteVP, steps <= T
@@ -249,6 +249,29 @@ def test_rho_is_an_option_of_the_rho_spacings_only(spacing):
         timesteps(Linear(), 6, "beta", rho=3)
     with pytest.raises(ValueError, match="rho must be a finite number > 0"):
         timesteps(Linear(), 6, spacing, rho=0)
+
+
+@pytest.mark.parametrize("schedule", [Linear(), Cosine(), EDM(), ContinuousVP()], ids=repr)
+@pytest.mark.parametrize("spacing, rho", [("karras", None), ("logsnr", None), ("time_uniform", None),
+                                          ("time_uniform", 2.0)])
+@pytest.mark.parametrize("steps", [1, 2, 5, 17])
+def test_endpoint_false_is_the_grid_one_longer_without_its_last_point(schedule, spacing, rho, steps):
+    # numpy's linspace(endpoint=False): the last visited point lies above t_min, which the closed grid ends on.
+    got = timesteps(schedule, steps, spacing, rho=rho, endpoint=False)
+    np.testing.assert_array_equal(got, timesteps(schedule, steps + 1, spacing, rho=rho)[:-1])
+    assert got[-1] > schedule.t_min
+    t_start = 0.5 * (schedule.t_min + schedule.t_max)  # partial runs (img2img) too
+    np.testing.assert_array_equal(timesteps_from(schedule, steps, spacing, t_start, rho=rho, endpoint=False),
+                                  timesteps_from(schedule, steps + 1, spacing, t_start, rho=rho)[:-1])
+
+
+@pytest.mark.parametrize("spacing", ["sgm_uniform", "simple", "beta", "leading", "trailing", "linspace"])
+def test_endpoint_is_an_option_of_the_spacings_that_end_at_t_min_only(spacing):
+    with pytest.raises(ValueError, match="endpoint=False applies to the spacings that end at t_min "
+                                         r"\(karras, logsnr, time_uniform\)"):
+        timesteps(Linear(), 6, spacing, endpoint=False)
+    with pytest.raises(TypeError, match="endpoint must be True or False"):
+        timesteps(Linear(), 6, "logsnr", endpoint=0)
 
 
 TIME_SPACINGS = ("time_uniform", "sgm_uniform", "simple", "beta", "leading", "trailing", "linspace")

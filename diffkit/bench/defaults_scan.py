@@ -3,7 +3,9 @@
 The data behind ``diffkit.samplers.defaults``. On the frontier's three Gaussian mixtures
 (``diffkit.bench.frontier.MODELS``) in every schedule family (``FAMILIES``: the model in the
 prediction type that family's models use), each configuration of ``CONFIGS`` on each spacing the
-schedule has runs ``steps`` steps from one noise (seed 2, 128 samples) and is scored by its
+schedule has (and on the frontier's ``EXTRA_GRIDS``: time_uniform with rho = 2, and for the
+configurations whose final step keeps their order, ``final="adams"``, ``OPEN_GRIDS``: the grids
+ending at t_min with ``endpoint=False``) runs ``steps`` steps from one noise (seed 2, 128 samples) and is scored by its
 median per-sample error against the exact ODE (``exact_sample``) divided by the best
 configuration's in the same (problem, steps) cell. A configuration's score for a family and a
 step count is the geometric mean of that ratio over the three mixtures; ``best`` lists the
@@ -20,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from diffkit.bench.frontier import MODELS
+from diffkit.bench.frontier import MODELS, grid_label, grids, label
 from diffkit.bench.machine import machine_info
 from diffkit.bench.metrics import median_error
 from diffkit.bench.report import fmt, table
 from diffkit.models import exact_sample
 from diffkit.samplers import SAMPLERS, sample
 from diffkit.samplers.defaults import default_for
-from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, default_spacing, spacings
+from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, default_spacing, timesteps
 
 FAMILIES = {  # name -> (schedule, prediction type of its models)
     "linear": (Linear(), "epsilon"),
@@ -43,12 +45,14 @@ CONFIGS: tuple[tuple[str, dict], ...] = (
     ("ipndm", {}), ("ipndm", {"order": 3, "variant": "fixed"}), ("ipndm", {"variant": "fixed"}),
     ("deis", {}), ("deis", {"variant": "logrho"}),
     ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"}), ("ipndm", {"final": "adams"}),
+    ("ipndm", {"order": 2, "variant": "fixed", "final": "adams"}),
+    ("deis", {"final": "adams"}), ("deis", {"variant": "logrho", "final": "adams"}),
 )
 SAMPLES, SEED = 128, 2
 
 
-def key(name: str, options: dict, spacing: str) -> str:
-    return name + "".join(f" {k}={v}" for k, v in options.items()) + f" @ {spacing}"
+def key(name: str, options: dict, spacing: str, rho: float | None = None, endpoint: bool = True) -> str:
+    return label(name, options) + f" @ {grid_label(spacing, rho, endpoint)}"
 
 
 def scan(families: Iterable[str] = tuple(FAMILIES), models: Iterable[str] = tuple(MODELS),
@@ -68,12 +72,13 @@ def scan(families: Iterable[str] = tuple(FAMILIES), models: Iterable[str] = tupl
             exact = exact_sample(model, schedule, x)
             for n in steps:
                 for name, options in configs:
-                    for spacing in spacings(schedule):
-                        try:
-                            x0 = sample(model, schedule, name, n, x=x, spacing=spacing, **options)
-                        except ValueError:  # no such grid here (karras at zero SNR) or repeated steps
+                    for grid in grids(schedule, options):
+                        try:  # no such grid here (karras at zero SNR, rho at t_min < 0) or repeated steps
+                            ts = timesteps(schedule, n, grid[0], rho=grid[1], endpoint=grid[2])
+                        except ValueError:
                             continue
-                        rows.append({"family": family, "model": m, "steps": n, "config": key(name, options, spacing),
+                        x0 = sample(model, schedule, name, x=x, timesteps=ts, **options)
+                        rows.append({"family": family, "model": m, "steps": n, "config": key(name, options, *grid),
                                      "error": median_error(x0, exact)})
         print(f"{family} done ({time.perf_counter() - start:.0f} s)", flush=True)
     return {"machine": machine_info(), "steps": list(steps), "samples": samples, "rows": rows,
@@ -113,7 +118,7 @@ def markdown(results: dict, top: int = 3) -> str:
             score = dict(ranked)
             d = default_for(schedule, int(n))
             given = {k: v for k, v in d.options.items() if v != SAMPLERS[d.sampler].options.get(k)}  # as CONFIGS
-            mine = key(d.sampler, given, d.spacing)
+            mine = key(d.sampler, given, d.spacing, d.rho, d.endpoint)
             old = key("dpmpp_2m", {}, default_spacing(schedule, "karras"))
             body.append([family, n, mine, fmt(score.get(mine)), fmt(score.get(old))])
     lines += [table(["family", "steps", "default", "score", "dpmpp_2m (former default)"], body, markdown=True), ""]

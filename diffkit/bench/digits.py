@@ -53,7 +53,7 @@ DEFAULTS = {"samples": 200, "nfes": (5, 10, 20, 50), "reference_steps": 250, "sa
 QUALITY_NFES = (5, 10, 20)  # the committed digits_quality table's budgets
 
 
-def measure(model, schedule: Schedule, labels: torch.Tensor, *, sampler: str, steps: int, guidance: float = 1.0,
+def measure(model, schedule: Schedule, labels: torch.Tensor, *, sampler: str | None, steps: int, guidance: float = 1.0,
             seed: int = 0, spacing: str | None = None, batch_size: int = 500,
             timesteps=None) -> tuple[torch.Tensor, dict]:
     """Samples for ``labels`` (``sample_digits``) and their scores: (samples, {"accuracy", "fd", "seconds"}).

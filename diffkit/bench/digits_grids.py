@@ -7,7 +7,10 @@ no guidance, seed 0, as ``benchmarks/results/digits_quality.md``):
 - default: the sampler's default spacing where the schedule has it, else the schedule's own;
 - fitted: ``diffkit.optimize_timesteps`` for this model, sampler and step count, calibrated on
   ``calibration`` samples drawn from a separate seed (never the evaluation noise), with the
-  same labels cycle; its wall seconds are reported beside the gain.
+  same labels cycle; its wall seconds are reported beside the gain;
+
+and, first, the row "(default)": ``diffkit.sample`` with only the budget, the sampler and grid
+of the defaults table (``diffkit.samplers.defaults``) for the model's schedule.
 
 Scores: FD to the held-out digits and classifier accuracy (``diffkit.digits.evaluate``).
 """
@@ -20,6 +23,8 @@ from collections.abc import Sequence
 import torch
 
 from diffkit.bench.digits import budget, each_model, machine_text, measure
+from diffkit.bench.frontier import grid_label
+from diffkit.samplers.defaults import default_for
 
 SAMPLERS = ("ddim", "euler", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "deis")
 NFES = (5, 10)
@@ -37,6 +42,13 @@ def report(models: Sequence[str] = ("digits", "digits-flow"), samplers: Sequence
                  "skipped": {}, "rows": []}
     for name, model, schedule in each_model(models, out):
         shape = (calibration, model.config.in_channels, model.config.resolution, model.config.resolution)
+        for nfe in nfes:  # the defaults table: every entry makes one model call a step
+            chosen = default_for(schedule, nfe)
+            _, score = measure(model, schedule, labels, sampler=None, steps=nfe)
+            grid = f"{chosen.sampler} @ {grid_label(chosen.spacing, chosen.rho, chosen.endpoint)}"
+            out["rows"].append({"model": name, "sampler": "(default)", "nfe": nfe, "budget": nfe, "steps": nfe,
+                                "grid": grid, "options": dict(chosen.options), **score})
+            print(f"{name} default NFE {nfe}: FD {score['fd']:.1f} ({grid})", flush=True)
         for sampler in samplers:
             for nfe in nfes:
                 row = {"model": name, **budget(sampler, nfe, schedule)}

@@ -38,7 +38,7 @@ from diffkit.bench.metrics import median_error
 from diffkit.bench.report import fmt, table
 from diffkit.models import GaussianMixture, exact_sample
 from diffkit.samplers import SAMPLERS, fit_timesteps, sample
-from diffkit.schedules import Cosine, Linear, Schedule, spacings
+from diffkit.schedules import Cosine, Linear, Schedule, spacings, timesteps
 
 NFES = (5, 6, 8, 10)
 SCHEDULES: dict[str, Callable[[], Schedule]] = {"linear": Linear, "cosine": Cosine}
@@ -50,23 +50,43 @@ MODELS: dict[str, Callable[[Schedule], GaussianMixture]] = {
 SAMPLES = 256  # per noise (GITS's num_warmup is 256)
 SEEDS = {"calibration": 0, "evaluation": 1, "selection": 2}
 
-# diffkit's deterministic configurations searched on every spacing: (sampler, options)
+# diffkit's deterministic configurations searched on every grid of ``grids``: (sampler, options)
 CONFIGS: tuple[tuple[str, dict], ...] = (
     ("ddim", {}), ("heun", {}), ("dpmpp_2m", {}), ("dpmpp_3m", {}), ("dpmpp_3m", {"variant": "published"}),
     *(("unipc", {"order": k, "variant": v}) for k in (2, 3) for v in ("bh1", "bh2")),
     *(("ipndm", {"order": k, "variant": v}) for k in (2, 3, 4) for v in ("variable", "fixed")),
     *(("deis", {"order": k, "variant": v}) for k in (2, 3) for v in ("tab", "logrho")),
-    *(("ipndm", {"order": k, "variant": "fixed", "final": "adams"}) for k in (3, 4)),
+    *(("ipndm", {"order": k, "variant": "fixed", "final": "adams"}) for k in (2, 3, 4)),
+    *(("deis", {"order": 3, "variant": v, "final": "adams"}) for v in ("tab", "logrho")),
 )
 # configurations also run on grids fitted by diffkit.fit_timesteps (its default method, gits+refine)
 FITTED: tuple[tuple[str, dict], ...] = (
     ("dpmpp_2m", {}), ("dpmpp_3m", {}), ("unipc", {"order": 3}), ("ipndm", {}), ("ipndm", {"variant": "fixed"}),
     ("ipndm", {"order": 3, "variant": "fixed"}), ("deis", {}), ("deis", {"variant": "logrho"}),
-    ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"}),
+    ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"}), ("deis", {"final": "adams"}),
+    ("deis", {"variant": "logrho", "final": "adams"}),
 )
 # fit_timesteps' refinement budget here: 16 sampler runs per refined timestep instead of its default 4
 # (measured: 1.2-3x lower error at NFE 5-6 on gmm2d and the image mixture, for about twice the fit seconds)
 FIT_OPTIONS = {"refine_evals": 16}
+
+
+# Grids beyond each spacing at its defaults, as (spacing, rho, endpoint): DPM-Solver's "time_quadratic" (diff-sampler's
+# DEIS grid), and for final="adams" the grids that end at t_min without their last point (no model call spent there).
+EXTRA_GRIDS = (("time_uniform", 2.0, True),)
+OPEN_GRIDS = tuple((s, rho, False) for s, rho in (("karras", None), ("logsnr", None), ("time_uniform", None),
+                                                   ("time_uniform", 2.0)))
+
+
+def grids(schedule: Schedule, options: dict) -> list[tuple[str, float | None, bool]]:
+    """The grids a configuration is searched on: every spacing of ``schedule`` at its defaults, EXTRA_GRIDS, and
+    OPEN_GRIDS where the final step keeps the sampler's order (``final="adams"``)."""
+    return ([(s, None, True) for s in spacings(schedule)] + list(EXTRA_GRIDS)
+            + (list(OPEN_GRIDS) if options.get("final") == "adams" else []))
+
+
+def grid_label(spacing: str, rho: float | None = None, endpoint: bool = True) -> str:
+    return spacing + ("" if rho is None else f" rho={rho:g}") + ("" if endpoint else " endpoint=False")
 
 
 def label(name: str, options: dict) -> str:
@@ -108,13 +128,14 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, **f
     """Every configuration's error on the selection noise (the fits on the calibration noise, timed)."""
     rows = []
     for name, options in configs:
-        for spacing in spacings(p.schedule):
-            try:
-                x0, calls = _counted(p.model, p.schedule, name, _steps(name, nfe), x=p.noise["selection"],
-                                     spacing=spacing, **options)
-            except ValueError:  # a spacing that cannot give this many distinct steps here
+        for spacing, rho, endpoint in grids(p.schedule, options):
+            try:  # a grid that cannot give this many distinct steps here
+                ts = timesteps(p.schedule, _steps(name, nfe), spacing, rho=rho, endpoint=endpoint)
+            except ValueError:
                 continue
-            rows.append({"sampler": name, "options": options, "spacing": spacing, "steps": _steps(name, nfe),
+            x0, calls = _counted(p.model, p.schedule, name, x=p.noise["selection"], timesteps=ts, **options)
+            rows.append({"sampler": name, "options": options, "spacing": grid_label(spacing, rho, endpoint),
+                         "timesteps": ts.tolist(), "steps": _steps(name, nfe),
                          "calls": calls,
                          "selection_error": median_error(x0, p.exact["selection"])})
     fit_options = {**FIT_OPTIONS, **fit_options}
@@ -134,9 +155,8 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, **f
 
 def evaluate(p: Problem, row: dict) -> float:
     """A diffkit configuration's error on the evaluation noise."""
-    ts = row.get("timesteps")
-    x0, calls = _counted(p.model, p.schedule, row["sampler"], None if ts else row["steps"], x=p.noise["evaluation"],
-                         timesteps=ts, spacing=None if ts else row["spacing"], **row["options"])
+    x0, calls = _counted(p.model, p.schedule, row["sampler"], x=p.noise["evaluation"], timesteps=row["timesteps"],
+                         **row["options"])
     assert calls == row["calls"], (row, calls)
     return median_error(x0, p.exact["evaluation"])
 

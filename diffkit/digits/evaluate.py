@@ -155,7 +155,7 @@ def sample_digits(
     schedule: Schedule,
     labels: torch.Tensor,
     *,
-    sampler: str = "dpmpp_2m",
+    sampler: str | None = "dpmpp_2m",
     steps: int = 20,
     guidance: float = 1.0,
     seed: int = 0,
@@ -170,6 +170,7 @@ def sample_digits(
     """Class-conditional samples [N, C, H, W] in [-1, 1], one per label, drawn in batches.
 
     ``timesteps`` is an explicit grid (see :func:`diffkit.sample`), in place of ``steps`` and ``spacing``.
+    ``sampler=None`` takes the sampler and grid from the defaults table, as :func:`diffkit.sample` does.
 
     ``guidance`` is the classifier-free guidance scale w (eps_u + w (eps_c - eps_u)); w = 1 calls the
     conditional model alone (one network evaluation per step instead of a doubled batch).

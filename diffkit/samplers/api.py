@@ -89,8 +89,9 @@ def sample(
     ``sampler`` is a registered name (see ``diffkit.SAMPLERS``) or a function with
     the sampler signature; left out (None), the sampler, its options and the spacing
     come from the measured table of :mod:`diffkit.samplers.defaults` for this schedule's
-    family and this many steps (N steps = N model calls), a given ``spacing`` still
-    winning. The visited timesteps are ``steps`` (default 20) of ``spacing`` (default:
+    family and this many steps (N steps = N model calls) with the table's grid, a given
+    ``spacing`` or ``timesteps`` still winning. The visited timesteps are ``steps``
+    (default 20) of ``spacing`` (default:
     the sampler's own, see the registry, where the schedule has it, else the
     schedule's own: flow matching and zero terminal SNR start at sigma_k = inf, where
     there is no karras grid), or the explicit grid ``timesteps``
@@ -110,7 +111,8 @@ def sample(
         check_positive_int("steps", n, 1, MAX_STEPS)
         chosen = default_for(schedule, n)
         sampler, options = chosen.sampler, dict(chosen.options)
-        spacing = spacing if spacing is not None or timesteps is not None else chosen.spacing
+        if spacing is None and timesteps is None:  # the table's grid (its spacing with its rho and endpoint)
+            timesteps = chosen.timesteps(schedule, n)
     if callable(sampler):
         fn, default_spacing = sampler, "karras"
     else:

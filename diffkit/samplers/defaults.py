@@ -1,41 +1,52 @@
 """What ``diffkit.sample`` runs when the sampler is not given: a measured table, by schedule family and budget.
 
 The budget is in STEPS (visited timesteps). Every sampler in the table takes one model call
-a step, so N steps are N model evaluations (NFE = N).
+a step, so N steps are N model evaluations (NFE = N). iPNDM is order 3 with the fixed
+(equal-step) coefficients; "adams" is ``final="adams"``, the last step to sigma = 0 taken by the
+same multistep formula, at no extra model call; "open" is ``endpoint=False``, the grid's last
+point t_min left out (``diffkit.schedules.timesteps``).
 
-    family          steps      sampler (options)                                  spacing
-    discrete_vp     1-6        ipndm (order=3, variant=fixed)                     beta
-      (Linear,      7-12       ipndm (order=3, variant=fixed)                     logsnr
-      ScaledLinear) 13-        deis (order=3, variant=logrho)                     logsnr
-    cosine          1-4        ipndm (order=3, variant=fixed)                     beta
-                    5-24       ipndm (order=3, variant=fixed, final=adams)        beta
-                    25-        deis (order=3, variant=logrho)                     logsnr
-    continuous_vp   1-12       ipndm (order=3, variant=fixed)                     logsnr
-                    13-        deis (order=3, variant=logrho)                     logsnr
-    edm (and any    1-         ipndm (order=3, variant=fixed)                     logsnr
-      other schedule with finite SNR at t_max)
-    zero_snr        1-4        ipndm (order=3, variant=fixed)                     beta
-                    5-         ipndm (order=3, variant=fixed, final=adams)        beta
-      (flow matching; discrete VP with zero terminal SNR; any schedule with alpha(t_max) = 0)
+    family                steps   sampler                 grid
+    discrete_vp           1-15    ipndm, adams            time_uniform rho=2, open
+      (Linear, ScaledLinear) 16-  deis (order 3, logrho)  logsnr
+    cosine                1-4     ipndm                   beta
+                          5-      ipndm, adams            beta
+    continuous_vp         1-6     ipndm, adams            logsnr, open
+                          7-      ipndm, adams            time_uniform rho=2, open
+    edm (and any other    1-7     ipndm, adams            logsnr, open
+      schedule with       8-11    ipndm, adams            logsnr
+      finite SNR at t_max) 12-    ipndm, adams            karras
+    zero_snr              1-      ipndm, adams            time_uniform rho=2, open
+      (any schedule with alpha(t_max) = 0 but flow matching: discrete VP at zero terminal SNR)
+    flow (FlowMatch)      1-4     ipndm, adams            time_uniform rho=2, open
+                          5-      ipndm, adams            beta
 
 Where it comes from (``benchmarks/results/frontier_defaults.md``, ``python -m benchmarks.frontier
---defaults``, ``diffkit.bench.defaults_scan``): eleven one-call-a-step configurations on every
-spacing of each family, at 2-30 steps, on three exact Gaussian mixtures (2-D, 64-D, 3x8x8
-image-shaped) in each family, scored by the geometric mean of their error against the exact ODE
-over the best configuration's in the same cell. iPNDM with the fixed (equal-step) third-order
-coefficients is the most accurate at low budgets in every family. On ``beta``, whose last visited
-point lies well above the data, its last step matters: taking it by the same Adams-Bashforth
-formula to sigma_k = 0 (``final="adams"``, no extra model call) instead of the data prediction is
-the best configuration of nearly every cell from 5 steps on at zero SNR, in flow matching and on
-Cosine, 2-4x more accurate than the next configuration there. On Linear it is not (2.2-3.4x the
-best of each cell at 5-20 steps), where iPNDM on ``beta`` up to 6 steps, on ``logsnr`` up to 12
-and DEIS (logrho, third order) on ``logsnr`` from 13 steps are 1.2-1.7x the best; so Cosine has
-its own row. ScaledLinear (Stable Diffusion's schedule) was not scanned; it takes Linear's row, the
-schedule closest to it. On EDM and
-continuous VP, ``logsnr`` ends at t_min, where the final step hardly matters. At zero terminal
-SNR the ``karras`` / ``logsnr`` grids do not exist (sigma_k = inf at t_max). Against the best
-training-free peers at NFE 5-10 (``benchmarks/results/frontier.md``): 0.29-7.5x their error
-(median 1.02x, at or below 1x in 12 of 24 cells, most of the misses on Linear).
+--defaults``, ``diffkit.bench.defaults_scan``): fourteen one-call-a-step configurations on every
+spacing of each family, on time_uniform rho = 2, and (those with ``final="adams"``) on the grids
+ending at t_min with ``endpoint=False``, at 2-30 steps, on three exact Gaussian mixtures (2-D,
+64-D, 3x8x8 image-shaped) in each family, scored by the geometric mean of their error against
+the exact ODE over the best configuration's in the same cell. Where the scan's winner changed
+from one step count to the next, the table takes the configuration with the lowest geometric
+mean over a range of step counts (and, on Linear and Cosine, the lowest worst ratio against
+the peers of ``benchmarks/results/frontier.md`` at 5-10 calls).
+
+Why these: a grid that visits t_min spends a model call where almost nothing is left to
+denoise, and the data prediction as the final step is first order. Leaving t_min out and taking
+the last step to sigma = 0 by the multistep formula fixes both; it is how diff-sampler's solvers
+spend their calls (N + 1 timestamps, N calls), but ends at sigma = 0 rather than sigma_min. On
+Linear, at zero SNR and on the continuous VP iPNDM on time_uniform rho = 2 (DPM-Solver's
+"time_quadratic", diff-sampler's DEIS grid) is within 1.35x of the best configuration of each
+cell at 6-12 steps. On Cosine and in flow matching ``beta`` keeps the lead from 5 steps on; on
+Cosine time_uniform rho = 2 is 3.9-9x the best peer on the image-shaped mixture.
+ScaledLinear (Stable Diffusion's schedule) was not scanned; it takes Linear's row, the schedule
+closest to it. On EDM no configuration is within 2x of every cell's best (each mixture prefers
+another grid); the table takes the most even. At zero terminal SNR the ``karras`` / ``logsnr``
+grids do not exist (sigma_k = inf at t_max). Against the best training-free peers at NFE 5-10
+(``benchmarks/results/frontier.md``): 0.29-1.27x their error, median 0.79x, at or below 1x in 20
+of 24 cells (the misses, 1.04-1.27x: 5 calls on both image-shaped mixtures and on the 64-D one on
+Cosine, 6 calls on the image-shaped one on Cosine); the table before the open grids had 0.29-7.5x
+(12 of 24), ``dpmpp_2m`` on karras, the first default, 2.0-39x.
 
 An explicit sampler, spacing or grid always wins: the table fills only what was left out.
 Options without a sampler are refused (they belong to a named sampler).
@@ -47,43 +58,59 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from diffkit.schedules import ContinuousVP, Cosine, DiscreteVP, FlowMatch
 from diffkit.schedules.base import Schedule
-from diffkit.schedules.spacing import spacings
+from diffkit.schedules.spacing import spacings, timesteps
 
 
 @dataclass(frozen=True)
 class Default:
-    """The sampler, its options and the spacing to use from ``from_steps`` steps on."""
+    """The sampler, its options and the grid (spacing, its rho, endpoint) to use from ``from_steps`` steps on."""
 
     from_steps: int
     sampler: str
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     spacing: str = "logsnr"
+    rho: float | None = None  # None: the spacing's own default
+    endpoint: bool = True
+
+    def timesteps(self, schedule: Schedule, steps: int) -> np.ndarray:
+        """The visited grid: ``diffkit.timesteps(schedule, steps, spacing, rho=rho, endpoint=endpoint)``."""
+        return timesteps(schedule, steps, self.spacing, rho=self.rho, endpoint=self.endpoint)
 
 
-def _d(from_steps: int, sampler: str, spacing: str, **options: Any) -> Default:
-    return Default(from_steps, sampler, MappingProxyType(options), spacing)
+def _d(from_steps: int, sampler: str, spacing: str, options: dict[str, Any], rho: float | None = None,
+       endpoint: bool = True) -> Default:
+    return Default(from_steps, sampler, MappingProxyType(options), spacing, rho, endpoint)
 
 
 _IPNDM3 = {"order": 3, "variant": "fixed"}
 _IPNDM3_ADAMS = {**_IPNDM3, "final": "adams"}  # the last step to sigma = 0 by the same formula
 _DEIS3 = {"order": 3, "variant": "logrho"}
-# family -> entries by increasing from_steps (the module docstring's table)
+# family -> entries by increasing from_steps (the module docstring's table); rho=2.0 with time_uniform is
+# DPM-Solver's time_quadratic, endpoint=False leaves t_min out (no model call spent there)
 DEFAULTS: MappingProxyType = MappingProxyType({
-    "discrete_vp": (_d(1, "ipndm", "beta", **_IPNDM3), _d(7, "ipndm", "logsnr", **_IPNDM3),
-                    _d(13, "deis", "logsnr", **_DEIS3)),
-    "cosine": (_d(1, "ipndm", "beta", **_IPNDM3), _d(5, "ipndm", "beta", **_IPNDM3_ADAMS),
-               _d(25, "deis", "logsnr", **_DEIS3)),
-    "continuous_vp": (_d(1, "ipndm", "logsnr", **_IPNDM3), _d(13, "deis", "logsnr", **_DEIS3)),
-    "edm": (_d(1, "ipndm", "logsnr", **_IPNDM3),),
-    "zero_snr": (_d(1, "ipndm", "beta", **_IPNDM3), _d(5, "ipndm", "beta", **_IPNDM3_ADAMS)),
+    "discrete_vp": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),
+                    _d(16, "deis", "logsnr", _DEIS3)),
+    "cosine": (_d(1, "ipndm", "beta", _IPNDM3), _d(5, "ipndm", "beta", _IPNDM3_ADAMS)),
+    "continuous_vp": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False),
+                      _d(7, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False)),
+    "edm": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False), _d(8, "ipndm", "logsnr", _IPNDM3_ADAMS),
+            _d(12, "ipndm", "karras", _IPNDM3_ADAMS)),
+    "zero_snr": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),),
+    "flow": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),
+             _d(5, "ipndm", "beta", _IPNDM3_ADAMS)),
 })
 
 
 def family(schedule: Schedule) -> str:
-    """The table's family of ``schedule``: zero_snr wherever alpha(t_max) = 0, else by class (edm for others)."""
-    if schedule.zero_terminal_snr or isinstance(schedule, FlowMatch):
+    """The table's family of ``schedule``: flow for flow matching, zero_snr for any other schedule with
+    alpha(t_max) = 0, else by class (edm for others)."""
+    if isinstance(schedule, FlowMatch):
+        return "flow"
+    if schedule.zero_terminal_snr:
         return "zero_snr"
     if isinstance(schedule, Cosine):
         return "cosine"
@@ -98,6 +125,6 @@ def default_for(schedule: Schedule, steps: int) -> Default:
     """The table's entry for ``steps`` steps on ``schedule`` (its spacing replaced by the schedule's own
     default where the schedule does not have it)."""
     entry = [d for d in DEFAULTS[family(schedule)] if d.from_steps <= steps][-1]
-    if entry.spacing not in spacings(schedule):
+    if entry.spacing not in spacings(schedule) or (entry.rho not in (None, 1.0) and schedule.t_min < 0):
         return Default(entry.from_steps, entry.sampler, entry.options, schedule.default_spacing)
     return entry

@@ -69,7 +69,7 @@ def sample_ipndm(eps_model, x, schedule, timesteps, *, generator=None, callback=
             x = p.x0
             if final == "adams" and len(eps) > 1 and step.at.alpha > 0:
                 fixed = _AB[len(eps)] if variant == "fixed" else None
-                w = adams_to_data_weights(_sigma_k(np.asarray(lams)).tolist(), fixed)
+                w = adams_to_data_weights(lams, _sigma_k, fixed)
                 x = eps_adams_update(p, step.to, eps[1:], w)  # step.to is the data: alpha 1, sigma 0
             continue
         if variant == "fixed":  # alpha_n (sigma_k,n - sigma_k,0) c_j

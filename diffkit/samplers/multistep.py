@@ -99,21 +99,31 @@ def unipc_rhos(r: Sequence[float], h: float, B: float, order: int) -> tuple[list
     return rho_p, rho_c
 
 
-def adams_to_data_weights(sigma_ks: Sequence[float], fixed: Sequence[float] | None = None) -> list[float]:
-    """w_1, w_2, ... of the step from the current node to the data (sigma_k = 0, alpha = 1), in sigma_k.
+# Gauss-Laguerre for the step to the data, in u = lambda - lambda_0 on [0, inf) against exp(-u): exact where the
+# basis is a polynomial in lambda (DEIS logrho), ~1e-14 where it is one in sigma_k = sigma_k,0 exp(-u) (iPNDM), and
+# <= 1e-9 relative for DEIS's VP-SDE time (tests/test_samplers_multistep.py, against adaptive quadrature).
+_GLAG_NODES, _GLAG_WEIGHTS = np.polynomial.laguerre.laggauss(64)
 
-    The step's integral is finite there although lambda_n = inf: w_j = integral_{s_0}^{0} l_j(s) ds
-    with s = sigma_k and nodes ``sigma_ks`` (current first; infinite ones leave the basis), so
-    x_0 = x0_0 + sum_{j>=1} w_j (eps_j - eps_0). With ``fixed`` Adams-Bashforth coefficients c_j
-    (equal steps) instead: w_j = -s_0 c_j.
+
+def adams_to_data_weights(lams: Sequence[float], variable: Callable[[np.ndarray], np.ndarray],
+                          fixed: Sequence[float] | None = None) -> list[float]:
+    """w_1, w_2, ... of the step from the current node to the data (sigma_k = 0, alpha = 1).
+
+    The step's integral is finite there although lambda_n = inf: with nodes at half log-SNRs
+    ``lams`` (current first; nodes where ``variable`` is infinite leave the basis),
+
+        w_j = integral_{sigma_k,0}^{0} l_j(s) dsigma_k = -sigma_k,0 integral_0^inf l_j(s(lambda_0 + u)) e^-u du
+
+    so x_0 = x0_0 + sum_{j>=1} w_j (eps_j - eps_0). With ``fixed`` Adams-Bashforth
+    coefficients c_j (equal steps) instead: w_j = -sigma_k,0 c_j.
     """
-    s0 = float(sigma_ks[0])
-    if len(sigma_ks) == 1:
+    if len(lams) == 1:
         return []
+    s0 = math.exp(-lams[0])
     if fixed is not None:
         return [-s0 * c for c in fixed[1:]]
-    keep = [j for j, s in enumerate(sigma_ks) if math.isfinite(s)]
-    s = 0.5 * s0 * (1.0 + _GL_NODES)  # Gauss-Legendre on [0, s_0]
-    integrals = -(lagrange_basis([sigma_ks[j] for j in keep], s) @ _GL_WEIGHTS) * (0.5 * s0)
-    weights = dict(zip(keep, integrals.tolist()))
-    return [weights.get(j, 0.0) for j in range(1, len(sigma_ks))]
+    s_nodes = variable(np.asarray(lams, dtype=np.float64))
+    keep = [j for j, s in enumerate(s_nodes) if math.isfinite(s)]
+    basis = lagrange_basis([s_nodes[j] for j in keep], variable(lams[0] + _GLAG_NODES))
+    weights = dict(zip(keep, (-s0 * (basis @ _GLAG_WEIGHTS)).tolist()))
+    return [weights.get(j, 0.0) for j in range(1, len(lams))]

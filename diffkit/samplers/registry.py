@@ -81,8 +81,9 @@ SAMPLERS: MappingProxyType = MappingProxyType(
                   "final data|adams",
                   {"order": 4, "variant": "variable", "final": "data"}),
             _info("deis", sample_deis,
-                  "DEIS (Zhang & Chen 2022): eps extrapolated in time; order 1-3, variant tab|logrho (diffusers)",
-                  {"order": 3, "variant": "tab"}),
+                  "DEIS (Zhang & Chen 2022): eps extrapolated in time; order 1-3, variant tab|logrho (diffusers), "
+                  "final data|adams",
+                  {"order": 3, "variant": "tab", "final": "data"}),
         )
     }
 )

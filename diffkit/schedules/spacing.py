@@ -47,7 +47,11 @@ t_min, and the final jump from it to the data (one step for every solver) errs b
 c * sigma_k(t_{N-1})^2: with t_{N-1} ~ T/N every solver is eventually first order there,
 whatever its own order (measured in tests/test_samplers.py). "leading" also starts below T-1
 once steps > T/2. karras, logsnr and time_uniform end at t_min, where second-order solvers
-show their order.
+show their order. With ``endpoint=False`` they give the first N points of their N + 1-point
+grid instead (numpy's ``linspace(endpoint=False)``; sgm_uniform is time_uniform's so): no
+model call is spent at t_min, where almost nothing is left to denoise, and a sampler whose
+final step keeps its order (``final="adams"``) takes the last step to the data from above
+t_min. This is how the diff-sampler solvers spend their calls (N + 1 timestamps, N calls).
 
 Other families' own grids: ``shifted`` for flow matching (uniform in the unshifted
 time, then shifted; :mod:`diffkit.schedules.flow`) and ``linspace`` for the continuous
@@ -65,6 +69,7 @@ from diffkit.schedules.discrete import DISCRETE_SPACINGS
 GENERIC_SPACINGS = ("karras", "logsnr", "time_uniform", "sgm_uniform", "simple", "beta")  # every schedule
 SPACINGS = DISCRETE_SPACINGS + GENERIC_SPACINGS
 DEFAULT_RHO = {"karras": 7.0, "time_uniform": 1.0}  # the spacings with a rho, and its default
+ENDPOINT_SPACINGS = ("karras", "logsnr", "time_uniform")  # end at t_min; endpoint=False drops that point
 BETA_SHAPE = (0.6, 0.6)  # ComfyUI's beta_scheduler defaults (alpha, beta)
 # Upper bound on steps, checked before the arrays (and a sampler's per-step tables, ~150 bytes a step)
 # are built: 100x the 1,000 steps of a full DDPM run.
@@ -106,25 +111,32 @@ def default_spacing(schedule: Schedule, preferred: str | None = None) -> str:
     return schedule.default_spacing
 
 
-def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho: float | None = None) -> np.ndarray:
+def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho: float | None = None,
+              endpoint: bool = True) -> np.ndarray:
     """The ``steps`` timesteps to visit, strictly decreasing, in [t_min, t_max] (float64).
 
     ``spacing`` defaults to the schedule's own (``schedule.default_spacing``); ``rho`` applies to
-    karras (default 7) and time_uniform (default 1).
+    karras (default 7) and time_uniform (default 1). ``endpoint=False`` (karras, logsnr and
+    time_uniform, the spacings that end at t_min) gives the first ``steps`` points of the
+    ``steps + 1``-point grid, as numpy's ``linspace(endpoint=False)``: the last visited point
+    lies above t_min and the final step goes from there to the data, so no model call is spent
+    at t_min, where nothing is left to denoise. It suits samplers whose final step keeps their
+    order (``final="adams"``: ipndm, deis); with a first-order final step (the data prediction)
+    the last jump costs accuracy instead.
     """
-    spacing, rho = _checked(schedule, steps, spacing, rho)
+    spacing, rho = _checked(schedule, steps, spacing, rho, endpoint)
     native = schedule.native_timesteps(int(steps), spacing)
     if native is not None:
         t = np.asarray(native, dtype=np.float64)
     else:
-        t = _generic(schedule, int(steps), spacing, rho)
+        t = _generic(schedule, int(steps) + (not endpoint), spacing, rho)[:int(steps)]
     _check_distinct(t, f"{spacing} spacing repeats a timestep at steps={steps} on {schedule} (two of its points "
                        f"round to one float64 number); use fewer steps")
     return t
 
 
 def timesteps_from(schedule: Schedule, steps: int, spacing: str | None, t_start: float, *,
-                   rho: float | None = None) -> np.ndarray:
+                   rho: float | None = None, endpoint: bool = True) -> np.ndarray:
     """``steps`` timesteps of ``spacing`` starting at ``t_start`` instead of t_max (partial runs: img2img).
 
     The generic spacings: their definition with t_start in place of t_max (karras and logsnr: their
@@ -132,12 +144,12 @@ def timesteps_from(schedule: Schedule, steps: int, spacing: str | None, t_start:
     mapped affinely in t onto [t_min, t_start], its first point onto t_start (uniform grids stay
     uniform, flow's shifted grid keeps its shape). t_start = t_max gives :func:`timesteps` exactly
     (so also "leading"'s start below t_max). ValueError if t_start is outside (t_min, t_max] or too
-    close to t_min for ``steps`` distinct times.
+    close to t_min for ``steps`` distinct times. ``endpoint`` as in :func:`timesteps`.
     """
-    spacing, rho = _checked(schedule, steps, spacing, rho)
+    spacing, rho = _checked(schedule, steps, spacing, rho, endpoint)
     t_start = float(t_start)
     if t_start == schedule.t_max:
-        return timesteps(schedule, steps, spacing, rho=rho)
+        return timesteps(schedule, steps, spacing, rho=rho, endpoint=endpoint)
     if not schedule.t_min < t_start < schedule.t_max:
         raise ValueError(f"t_start must lie in (t_min, t_max]=({schedule.t_min:g}, {schedule.t_max:g}], "
                          f"got {t_start!r}")
@@ -146,12 +158,13 @@ def timesteps_from(schedule: Schedule, steps: int, spacing: str | None, t_start:
         t = t_min + (full - t_min) * ((t_start - t_min) / (full[0] - t_min))
         t[0] = t_start
     else:  # defined from any t_start, below zero SNR too
-        t = _generic(schedule, int(steps), spacing, rho, t_start)
+        t = _generic(schedule, int(steps) + (not endpoint), spacing, rho, t_start)[:int(steps)]
     _check_distinct(t, f"t_start={t_start:g} is too close to t_min={schedule.t_min:g} for {steps} distinct timesteps")
     return t
 
 
-def _checked(schedule: Schedule, steps: int, spacing: str | None, rho: float | None) -> tuple[str, float | None]:
+def _checked(schedule: Schedule, steps: int, spacing: str | None, rho: float | None,
+             endpoint: bool = True) -> tuple[str, float | None]:
     """The spacing's name (the schedule's own for None) and its rho (None where it takes none), checked."""
     check_schedule(schedule)
     spacing = schedule.default_spacing if spacing is None else spacing
@@ -164,6 +177,11 @@ def _checked(schedule: Schedule, steps: int, spacing: str | None, rho: float | N
     if rho is not None and (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < np.inf):
         raise ValueError(f"rho must be a finite number > 0, got {rho!r}")
     check_positive_int("steps", steps, 1, MAX_STEPS)
+    if not isinstance(endpoint, bool):
+        raise TypeError(f"endpoint must be True or False, got {endpoint!r}")
+    if not endpoint and spacing not in ENDPOINT_SPACINGS:
+        raise ValueError(f"endpoint=False applies to the spacings that end at t_min ({', '.join(ENDPOINT_SPACINGS)}), "
+                         f"not {spacing!r}, whose last point already lies above t_min")
     return spacing, rho
 
 
@@ -193,7 +211,7 @@ def _generic(schedule: Schedule, steps: int, spacing: str, rho: float | None,
     t = np.clip(np.asarray(t, dtype=np.float64), t_min, t_max)
     # Pin the ends exactly (the inverse maps and powers are exact only up to rounding).
     t[0] = t_max
-    if steps > 1 and spacing in ("karras", "logsnr", "time_uniform"):
+    if steps > 1 and spacing in ENDPOINT_SPACINGS:
         t[-1] = t_min
     return t
 
