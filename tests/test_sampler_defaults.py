@@ -47,7 +47,7 @@ def test_steps_only_is_the_table_choice_finite_with_n_calls(name):
         got = diffkit.sample(counter, schedule, steps=n, x=x)
         assert torch.isfinite(got).all(), (name, n)
         assert counter.calls == n
-        grid = timesteps(schedule, n, chosen.spacing, rho=chosen.rho, endpoint=chosen.endpoint)
+        grid = timesteps(schedule, n, chosen.spacing, **chosen.grid_options)
         explicit = diffkit.sample(model, schedule, chosen.sampler, x=x, timesteps=grid, **chosen.options)
         torch.testing.assert_close(got, explicit, rtol=0, atol=0)
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from diffkit.schedules import EDM, SPACINGS, ContinuousVP, Cosine, Linear, ScaledLinear, timesteps
+from diffkit.schedules import EDM, SPACINGS, ContinuousVP, Cosine, FlowMatch, Linear, ScaledLinear, timesteps
 from diffkit.schedules.spacing import DISCRETE_SPACINGS, timesteps_from
 
 T_RANGE = st.integers(min_value=2, max_value=4000)
@@ -263,6 +263,27 @@ def test_endpoint_false_is_the_grid_one_longer_without_its_last_point(schedule, 
     t_start = 0.5 * (schedule.t_min + schedule.t_max)  # partial runs (img2img) too
     np.testing.assert_array_equal(timesteps_from(schedule, steps, spacing, t_start, rho=rho, endpoint=False),
                                   timesteps_from(schedule, steps + 1, spacing, t_start, rho=rho)[:-1])
+
+
+@pytest.mark.parametrize("steps", [1, 3, 9, 25])  # odd: no point at q = 1/2, where rounding 499.5 is a tie
+def test_beta_shape_half_half_is_the_arcsine_grid(steps):
+    # Beta(0.5, 0.5) is the arcsine law: F^-1(q) = sin^2(pi q / 2), so t_i = t_min + (t_max - t_min) cos^2(pi i / 2N);
+    # DiscreteVP rounds to integer timesteps as ComfyUI's beta_scheduler does, other families stay fractional.
+    arcsine = np.cos(0.5 * np.pi * np.arange(steps) / steps) ** 2
+    np.testing.assert_array_equal(timesteps(Cosine(), steps, "beta", beta_shape=(0.5, 0.5)), np.rint(999 * arcsine))
+    flow = FlowMatch(shift=3.0)
+    np.testing.assert_allclose(timesteps(flow, steps, "beta", beta_shape=(0.5, 0.5)),
+                               flow.t_min + (flow.t_max - flow.t_min) * arcsine, rtol=1e-12)
+    np.testing.assert_array_equal(timesteps(Linear(), steps, "beta", beta_shape=(0.6, 0.6)),
+                                  timesteps(Linear(), steps, "beta"))  # ComfyUI's default shape
+
+
+def test_beta_shape_is_an_option_of_the_beta_spacing_only():
+    with pytest.raises(ValueError, match="beta_shape applies to the spacing 'beta', not 'karras'"):
+        timesteps(Linear(), 6, "karras", beta_shape=(0.5, 0.5))
+    for bad in ((0.5,), (0.5, 0.0), (0.5, float("inf")), (True, 0.5), "0.5,0.5"):
+        with pytest.raises(ValueError, match="beta_shape must be two finite numbers > 0"):
+            timesteps(Linear(), 6, "beta", beta_shape=bad)
 
 
 @pytest.mark.parametrize("spacing", ["sgm_uniform", "simple", "beta", "leading", "trailing", "linspace"])

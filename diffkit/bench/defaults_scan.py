@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -51,8 +51,8 @@ CONFIGS: tuple[tuple[str, dict], ...] = (
 SAMPLES, SEED = 128, 2
 
 
-def key(name: str, options: dict, spacing: str, rho: float | None = None, endpoint: bool = True) -> str:
-    return label(name, options) + f" @ {grid_label(spacing, rho, endpoint)}"
+def key(name: str, options: dict, spacing: str, grid_options: Mapping | None = None) -> str:
+    return label(name, options) + f" @ {grid_label(spacing, grid_options)}"
 
 
 def scan(families: Iterable[str] = tuple(FAMILIES), models: Iterable[str] = tuple(MODELS),
@@ -72,13 +72,14 @@ def scan(families: Iterable[str] = tuple(FAMILIES), models: Iterable[str] = tupl
             exact = exact_sample(model, schedule, x)
             for n in steps:
                 for name, options in configs:
-                    for grid in grids(schedule, options):
+                    for spacing, grid_options in grids(schedule, options):
                         try:  # no such grid here (karras at zero SNR, rho at t_min < 0) or repeated steps
-                            ts = timesteps(schedule, n, grid[0], rho=grid[1], endpoint=grid[2])
+                            ts = timesteps(schedule, n, spacing, **grid_options)
                         except ValueError:
                             continue
                         x0 = sample(model, schedule, name, x=x, timesteps=ts, **options)
-                        rows.append({"family": family, "model": m, "steps": n, "config": key(name, options, *grid),
+                        rows.append({"family": family, "model": m, "steps": n,
+                                     "config": key(name, options, spacing, grid_options),
                                      "error": median_error(x0, exact)})
         print(f"{family} done ({time.perf_counter() - start:.0f} s)", flush=True)
     return {"machine": machine_info(), "steps": list(steps), "samples": samples, "rows": rows,
@@ -118,7 +119,7 @@ def markdown(results: dict, top: int = 3) -> str:
             score = dict(ranked)
             d = default_for(schedule, int(n))
             given = {k: v for k, v in d.options.items() if v != SAMPLERS[d.sampler].options.get(k)}  # as CONFIGS
-            mine = key(d.sampler, given, d.spacing, d.rho, d.endpoint)
+            mine = key(d.sampler, given, d.spacing, d.grid_options)
             old = key("dpmpp_2m", {}, default_spacing(schedule, "karras"))
             body.append([family, n, mine, fmt(score.get(mine)), fmt(score.get(old))])
     lines += [table(["family", "steps", "default", "score", "dpmpp_2m (former default)"], body, markdown=True), ""]

@@ -45,7 +45,7 @@ def report(models: Sequence[str] = ("digits", "digits-flow"), samplers: Sequence
         for nfe in nfes:  # the defaults table: every entry makes one model call a step
             chosen = default_for(schedule, nfe)
             _, score = measure(model, schedule, labels, sampler=None, steps=nfe)
-            grid = f"{chosen.sampler} @ {grid_label(chosen.spacing, chosen.rho, chosen.endpoint)}"
+            grid = f"{chosen.sampler} @ {grid_label(chosen.spacing, chosen.grid_options)}"
             out["rows"].append({"model": name, "sampler": "(default)", "nfe": nfe, "budget": nfe, "steps": nfe,
                                 "grid": grid, "options": dict(chosen.options), **score})
             print(f"{name} default NFE {nfe}: FD {score['fd']:.1f} ({grid})", flush=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,22 +71,28 @@ FITTED: tuple[tuple[str, dict], ...] = (
 FIT_OPTIONS = {"refine_evals": 16}
 
 
-# Grids beyond each spacing at its defaults, as (spacing, rho, endpoint): DPM-Solver's "time_quadratic" (diff-sampler's
-# DEIS grid), and for final="adams" the grids that end at t_min without their last point (no model call spent there).
-EXTRA_GRIDS = (("time_uniform", 2.0, True),)
-OPEN_GRIDS = tuple((s, rho, False) for s, rho in (("karras", None), ("logsnr", None), ("time_uniform", None),
-                                                   ("time_uniform", 2.0)))
+# Grids beyond each spacing at its defaults, as (spacing, grid options of diffkit.timesteps): DPM-Solver's
+# "time_quadratic" (diff-sampler's DEIS grid), the beta spacing of the arcsine law (Beta(0.5, 0.5)), and for
+# final="adams" the grids that end at t_min without their last point (no model call spent there).
+EXTRA_GRIDS: tuple[tuple[str, dict], ...] = (("time_uniform", {"rho": 2.0}), ("beta", {"beta_shape": (0.5, 0.5)}))
+OPEN_GRIDS: tuple[tuple[str, dict], ...] = tuple(
+    (s, {**options, "endpoint": False})
+    for s, options in (("karras", {}), ("logsnr", {}), ("time_uniform", {}), ("time_uniform", {"rho": 2.0})))
 
 
-def grids(schedule: Schedule, options: dict) -> list[tuple[str, float | None, bool]]:
-    """The grids a configuration is searched on: every spacing of ``schedule`` at its defaults, EXTRA_GRIDS, and
-    OPEN_GRIDS where the final step keeps the sampler's order (``final="adams"``)."""
-    return ([(s, None, True) for s in spacings(schedule)] + list(EXTRA_GRIDS)
+def grids(schedule: Schedule, options: dict) -> list[tuple[str, dict]]:
+    """The grids a configuration is searched on, as (spacing, grid options): every spacing of ``schedule`` at its
+    defaults, EXTRA_GRIDS, and OPEN_GRIDS where the final step keeps the sampler's order (``final="adams"``)."""
+    return ([(s, {}) for s in spacings(schedule)] + list(EXTRA_GRIDS)
             + (list(OPEN_GRIDS) if options.get("final") == "adams" else []))
 
 
-def grid_label(spacing: str, rho: float | None = None, endpoint: bool = True) -> str:
-    return spacing + ("" if rho is None else f" rho={rho:g}") + ("" if endpoint else " endpoint=False")
+def grid_label(spacing: str, grid_options: Mapping | None = None) -> str:
+    """e.g. ``time_uniform rho=2 endpoint=False``, ``beta beta_shape=0.5,0.5``."""
+    def text(v) -> str:
+        return ",".join(f"{x:g}" for x in v) if isinstance(v, (tuple, list)) else f"{v:g}" if isinstance(
+            v, float) else str(v)
+    return spacing + "".join(f" {k}={text(v)}" for k, v in (grid_options or {}).items())
 
 
 def label(name: str, options: dict) -> str:
@@ -128,13 +134,13 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, **f
     """Every configuration's error on the selection noise (the fits on the calibration noise, timed)."""
     rows = []
     for name, options in configs:
-        for spacing, rho, endpoint in grids(p.schedule, options):
+        for spacing, grid_options in grids(p.schedule, options):
             try:  # a grid that cannot give this many distinct steps here
-                ts = timesteps(p.schedule, _steps(name, nfe), spacing, rho=rho, endpoint=endpoint)
+                ts = timesteps(p.schedule, _steps(name, nfe), spacing, **grid_options)
             except ValueError:
                 continue
             x0, calls = _counted(p.model, p.schedule, name, x=p.noise["selection"], timesteps=ts, **options)
-            rows.append({"sampler": name, "options": options, "spacing": grid_label(spacing, rho, endpoint),
+            rows.append({"sampler": name, "options": options, "spacing": grid_label(spacing, grid_options),
                          "timesteps": ts.tolist(), "steps": _steps(name, nfe),
                          "calls": calls,
                          "selection_error": median_error(x0, p.exact["selection"])})

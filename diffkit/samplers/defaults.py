@@ -67,23 +67,22 @@ from diffkit.schedules.spacing import spacings, timesteps
 
 @dataclass(frozen=True)
 class Default:
-    """The sampler, its options and the grid (spacing, its rho, endpoint) to use from ``from_steps`` steps on."""
+    """The sampler, its options and the grid (spacing and its options: rho, endpoint, beta_shape) to use from
+    ``from_steps`` steps on."""
 
     from_steps: int
     sampler: str
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     spacing: str = "logsnr"
-    rho: float | None = None  # None: the spacing's own default
-    endpoint: bool = True
+    grid_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def timesteps(self, schedule: Schedule, steps: int) -> np.ndarray:
-        """The visited grid: ``diffkit.timesteps(schedule, steps, spacing, rho=rho, endpoint=endpoint)``."""
-        return timesteps(schedule, steps, self.spacing, rho=self.rho, endpoint=self.endpoint)
+        """The visited grid: ``diffkit.timesteps(schedule, steps, spacing, **grid_options)``."""
+        return timesteps(schedule, steps, self.spacing, **self.grid_options)
 
 
-def _d(from_steps: int, sampler: str, spacing: str, options: dict[str, Any], rho: float | None = None,
-       endpoint: bool = True) -> Default:
-    return Default(from_steps, sampler, MappingProxyType(options), spacing, rho, endpoint)
+def _d(from_steps: int, sampler: str, spacing: str, options: dict[str, Any], **grid_options: Any) -> Default:
+    return Default(from_steps, sampler, MappingProxyType(options), spacing, MappingProxyType(grid_options))
 
 
 _IPNDM3 = {"order": 3, "variant": "fixed"}
@@ -125,6 +124,6 @@ def default_for(schedule: Schedule, steps: int) -> Default:
     """The table's entry for ``steps`` steps on ``schedule`` (its spacing replaced by the schedule's own
     default where the schedule does not have it)."""
     entry = [d for d in DEFAULTS[family(schedule)] if d.from_steps <= steps][-1]
-    if entry.spacing not in spacings(schedule) or (entry.rho not in (None, 1.0) and schedule.t_min < 0):
+    if entry.spacing not in spacings(schedule) or (entry.grid_options.get("rho", 1.0) != 1 and schedule.t_min < 0):
         return Default(entry.from_steps, entry.sampler, entry.options, schedule.default_spacing)
     return entry

@@ -83,8 +83,11 @@ class Schedule:
         """Inverse of :meth:`lambda_`, clamped to [t_min, t_max]."""
         raise NotImplementedError
 
-    def native_timesteps(self, steps: int, spacing: str) -> np.ndarray | None:
-        """This family's own grid named ``spacing`` (strictly decreasing, in the domain), or None if it has none."""
+    def native_timesteps(self, steps: int, spacing: str,
+                         beta_shape: tuple[float, float] | None = None) -> np.ndarray | None:
+        """This family's own grid named ``spacing`` (strictly decreasing, in the domain), or None if it has none.
+
+        ``beta_shape`` is the beta spacing's Beta(a, b), for a family that renders that spacing itself."""
         return None
 
     native_spacings: tuple[str, ...] = ()  # the names native_timesteps knows

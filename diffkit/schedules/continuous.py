@@ -79,7 +79,8 @@ class ContinuousVP(Schedule):
         t = torch.where(L > 0, t, 0.0)  # lambda = +inf: t = 0 (0 / 0 above when beta_min = 0)
         return like(t.clamp(self.t_min, self.t_max), lam)
 
-    def native_timesteps(self, steps: int, spacing: str) -> np.ndarray | None:
+    def native_timesteps(self, steps: int, spacing: str,
+                         beta_shape: tuple[float, float] | None = None) -> np.ndarray | None:
         """``linspace``: t uniform from 1 to t_min (score-SDE's samplers, DPM-Solver's "time_uniform")."""
         if spacing != "linspace":
             return None

@@ -163,13 +163,14 @@ class DiscreteVP(Schedule):
         """karras; trailing with zero terminal SNR (Lin et al. 2023, sec. 3.3: start from the last timestep)."""
         return "trailing" if self.rescale_zero_terminal_snr else "karras"
 
-    def native_timesteps(self, steps: int, spacing: str) -> np.ndarray | None:
-        """diffusers' integer grids, and ComfyUI's simple and beta on integer timesteps (see
+    def native_timesteps(self, steps: int, spacing: str,
+                         beta_shape: tuple[float, float] | None = None) -> np.ndarray | None:
+        """diffusers' integer grids, and ComfyUI's simple and beta (of ``beta_shape``) on integer timesteps (see
         :mod:`diffkit.schedules.spacing`); None for other spacings, and for beta where rounding would repeat."""
         if spacing == "beta":
-            from diffkit.schedules.spacing import beta_fractions  # spacing imports this module
+            from diffkit.schedules.spacing import BETA_SHAPE, beta_fractions  # spacing imports this module
 
-            t = np.rint(beta_fractions(steps) * (self.num_train_timesteps - 1))
+            t = np.rint(beta_fractions(steps, beta_shape or BETA_SHAPE) * (self.num_train_timesteps - 1))
             return t if steps == 1 or np.all(np.diff(t) < 0) else None
         if spacing not in DISCRETE_SPACINGS + ("simple",):
             return None

@@ -119,7 +119,8 @@ class FlowMatch(Schedule):
         t = self.num_train_timesteps * torch.sigmoid(-to_tensor(lam))
         return like(t.clamp(self.t_min, self.t_max), lam)
 
-    def native_timesteps(self, steps: int, spacing: str) -> np.ndarray | None:
+    def native_timesteps(self, steps: int, spacing: str,
+                         beta_shape: tuple[float, float] | None = None) -> np.ndarray | None:
         """``shifted``: t_i = T shift(u_i), u = linspace(1, 1/T, steps) (module docstring)."""
         if spacing != "shifted":
             return None

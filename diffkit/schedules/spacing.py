@@ -26,8 +26,9 @@ Generic spacings, defined for every schedule through its time t, lambda(t) and [
                    family without an integer table renders it continuously, t_i = t_max - i (t_max -
                    t_min) / N, which is sgm_uniform's grid.
 - ``beta``         ComfyUI ``beta_scheduler`` (after Lee et al. 2024, "Beta Sampling is All You Need",
-                   arXiv:2407.12173): q_i = F^-1(1 - i/N) with F the Beta(0.6, 0.6) CDF, t_i = t_min + q_i
-                   (t_max - t_min); steps cluster at both ends. DiscreteVP rounds to integer timesteps as
+                   arXiv:2407.12173): q_i = F^-1(1 - i/N) with F the Beta(0.6, 0.6) CDF (``beta_shape``
+                   sets (a, b), ComfyUI's alpha and beta), t_i = t_min + q_i (t_max - t_min); steps
+                   cluster at both ends. DiscreteVP rounds to integer timesteps as
                    ComfyUI does (rint(q_i (T - 1))); where rounding would repeat a timestep (ComfyUI
                    then drops the repeats and samples fewer steps) the grid stays fractional.
 
@@ -85,11 +86,11 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7
     return (hi + ramp * (lo - hi)) ** rho
 
 
-def beta_fractions(steps: int) -> np.ndarray:
-    """ComfyUI's beta spacing as fractions of the time range: F^-1(1 - i/N), Beta(0.6, 0.6), i = 0..N-1."""
+def beta_fractions(steps: int, shape: tuple[float, float] = BETA_SHAPE) -> np.ndarray:
+    """ComfyUI's beta spacing as fractions of the time range: F^-1(1 - i/N), Beta(a, b) = ``shape``, i = 0..N-1."""
     from scipy.stats import beta  # imported on use: SciPy costs a second of start-up
 
-    return beta.ppf(1.0 - np.arange(steps) / steps, *BETA_SHAPE)
+    return beta.ppf(1.0 - np.arange(steps) / steps, *shape)
 
 
 def spacings(schedule: Schedule) -> tuple[str, ...]:
@@ -112,7 +113,7 @@ def default_spacing(schedule: Schedule, preferred: str | None = None) -> str:
 
 
 def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho: float | None = None,
-              endpoint: bool = True) -> np.ndarray:
+              endpoint: bool = True, beta_shape: tuple[float, float] | None = None) -> np.ndarray:
     """The ``steps`` timesteps to visit, strictly decreasing, in [t_min, t_max] (float64).
 
     ``spacing`` defaults to the schedule's own (``schedule.default_spacing``); ``rho`` applies to
@@ -122,21 +123,25 @@ def timesteps(schedule: Schedule, steps: int, spacing: str | None = None, *, rho
     lies above t_min and the final step goes from there to the data, so no model call is spent
     at t_min, where nothing is left to denoise. It suits samplers whose final step keeps their
     order (``final="adams"``: ipndm, deis); with a first-order final step (the data prediction)
-    the last jump costs accuracy instead.
+    the last jump costs accuracy instead. ``beta_shape`` is the beta spacing's (a, b), ComfyUI's
+    alpha and beta (default (0.6, 0.6)); (0.5, 0.5), the arcsine law, gives t_i = t_min + (t_max -
+    t_min) cos^2(pi i / 2N).
     """
     spacing, rho = _checked(schedule, steps, spacing, rho, endpoint)
-    native = schedule.native_timesteps(int(steps), spacing)
+    shape = _checked_shape(spacing, beta_shape)
+    native = schedule.native_timesteps(int(steps), spacing, shape)
     if native is not None:
         t = np.asarray(native, dtype=np.float64)
     else:
-        t = _generic(schedule, int(steps) + (not endpoint), spacing, rho)[:int(steps)]
+        t = _generic(schedule, int(steps) + (not endpoint), spacing, rho, shape=shape)[:int(steps)]
     _check_distinct(t, f"{spacing} spacing repeats a timestep at steps={steps} on {schedule} (two of its points "
                        f"round to one float64 number); use fewer steps")
     return t
 
 
 def timesteps_from(schedule: Schedule, steps: int, spacing: str | None, t_start: float, *,
-                   rho: float | None = None, endpoint: bool = True) -> np.ndarray:
+                   rho: float | None = None, endpoint: bool = True,
+                   beta_shape: tuple[float, float] | None = None) -> np.ndarray:
     """``steps`` timesteps of ``spacing`` starting at ``t_start`` instead of t_max (partial runs: img2img).
 
     The generic spacings: their definition with t_start in place of t_max (karras and logsnr: their
@@ -144,12 +149,13 @@ def timesteps_from(schedule: Schedule, steps: int, spacing: str | None, t_start:
     mapped affinely in t onto [t_min, t_start], its first point onto t_start (uniform grids stay
     uniform, flow's shifted grid keeps its shape). t_start = t_max gives :func:`timesteps` exactly
     (so also "leading"'s start below t_max). ValueError if t_start is outside (t_min, t_max] or too
-    close to t_min for ``steps`` distinct times. ``endpoint`` as in :func:`timesteps`.
+    close to t_min for ``steps`` distinct times. ``endpoint`` and ``beta_shape`` as in :func:`timesteps`.
     """
     spacing, rho = _checked(schedule, steps, spacing, rho, endpoint)
+    shape = _checked_shape(spacing, beta_shape)
     t_start = float(t_start)
     if t_start == schedule.t_max:
-        return timesteps(schedule, steps, spacing, rho=rho, endpoint=endpoint)
+        return timesteps(schedule, steps, spacing, rho=rho, endpoint=endpoint, beta_shape=beta_shape)
     if not schedule.t_min < t_start < schedule.t_max:
         raise ValueError(f"t_start must lie in (t_min, t_max]=({schedule.t_min:g}, {schedule.t_max:g}], "
                          f"got {t_start!r}")
@@ -158,7 +164,7 @@ def timesteps_from(schedule: Schedule, steps: int, spacing: str | None, t_start:
         t = t_min + (full - t_min) * ((t_start - t_min) / (full[0] - t_min))
         t[0] = t_start
     else:  # defined from any t_start, below zero SNR too
-        t = _generic(schedule, int(steps) + (not endpoint), spacing, rho, t_start)[:int(steps)]
+        t = _generic(schedule, int(steps) + (not endpoint), spacing, rho, t_start, shape=shape)[:int(steps)]
     _check_distinct(t, f"t_start={t_start:g} is too close to t_min={schedule.t_min:g} for {steps} distinct timesteps")
     return t
 
@@ -185,13 +191,25 @@ def _checked(schedule: Schedule, steps: int, spacing: str | None, rho: float | N
     return spacing, rho
 
 
+def _checked_shape(spacing: str, beta_shape: object) -> tuple[float, float]:
+    """The beta spacing's (a, b), checked: BETA_SHAPE for None; refused with any other spacing."""
+    if beta_shape is None:
+        return BETA_SHAPE
+    if spacing != "beta":
+        raise ValueError(f"beta_shape applies to the spacing 'beta', not {spacing!r}")
+    if not (isinstance(beta_shape, (tuple, list)) and len(beta_shape) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < np.inf for v in beta_shape)):
+        raise ValueError(f"beta_shape must be two finite numbers > 0 (a, b), got {beta_shape!r}")
+    return (float(beta_shape[0]), float(beta_shape[1]))
+
+
 def _check_distinct(t: np.ndarray, message: str) -> None:
     if len(t) > 1 and not np.all(np.diff(t) < 0):
         raise ValueError(message)
 
 
 def _generic(schedule: Schedule, steps: int, spacing: str, rho: float | None,
-             t_start: float | None = None) -> np.ndarray:
+             t_start: float | None = None, *, shape: tuple[float, float] = BETA_SHAPE) -> np.ndarray:
     """The generic spacings from t_start (t_max by default) to t_min; ``rho`` is set (its default
     filled in) exactly for the spacings that take one."""
     t_min, t_max = schedule.t_min, schedule.t_max if t_start is None else t_start
@@ -207,7 +225,7 @@ def _generic(schedule: Schedule, steps: int, spacing: str, rho: float | None,
     elif spacing in ("sgm_uniform", "simple"):
         t = t_max - np.arange(steps) * ((t_max - t_min) / steps)
     else:  # beta
-        t = t_min + beta_fractions(steps) * (t_max - t_min)
+        t = t_min + beta_fractions(steps, shape) * (t_max - t_min)
     t = np.clip(np.asarray(t, dtype=np.float64), t_min, t_max)
     # Pin the ends exactly (the inverse maps and powers are exact only up to rounding).
     t[0] = t_max
