@@ -4,13 +4,14 @@ The budget is in STEPS (visited timesteps). Every sampler in the table takes one
 a step, so N steps are N model evaluations (NFE = N). iPNDM is order 3 with the fixed
 (equal-step) coefficients; "adams" is ``final="adams"``, the last step to sigma = 0 taken by the
 same multistep formula, at no extra model call; "open" is ``endpoint=False``, the grid's last
-point t_min left out (``diffkit.schedules.timesteps``).
+point t_min left out; "arcsine" is ``beta_shape=(0.5, 0.5)``, Beta(0.5, 0.5), t_i = t_min +
+(t_max - t_min) cos^2(pi i / 2N) (``diffkit.schedules.timesteps``).
 
     family                steps   sampler                 grid
     discrete_vp           1-15    ipndm, adams            time_uniform rho=2, open
       (Linear, ScaledLinear) 16-  deis (order 3, logrho)  logsnr
-    cosine                1-4     ipndm                   beta
-                          5-      ipndm, adams            beta
+    cosine                1-4     ipndm                   beta, arcsine
+                          5-      ipndm, adams            beta, arcsine
     continuous_vp         1-6     ipndm, adams            logsnr, open
                           7-      ipndm, adams            time_uniform rho=2, open
     edm (and any other    1-7     ipndm, adams            logsnr, open
@@ -19,17 +20,17 @@ point t_min left out (``diffkit.schedules.timesteps``).
     zero_snr              1-      ipndm, adams            time_uniform rho=2, open
       (any schedule with alpha(t_max) = 0 but flow matching: discrete VP at zero terminal SNR)
     flow (FlowMatch)      1-4     ipndm, adams            time_uniform rho=2, open
-                          5-      ipndm, adams            beta
+                          5-      ipndm, adams            beta, arcsine
 
 Where it comes from (``benchmarks/results/frontier_defaults.md``, ``python -m benchmarks.frontier
 --defaults``, ``diffkit.bench.defaults_scan``): fourteen one-call-a-step configurations on every
-spacing of each family, on time_uniform rho = 2, and (those with ``final="adams"``) on the grids
-ending at t_min with ``endpoint=False``, at 2-30 steps, on three exact Gaussian mixtures (2-D,
-64-D, 3x8x8 image-shaped) in each family, scored by the geometric mean of their error against
-the exact ODE over the best configuration's in the same cell. Where the scan's winner changed
-from one step count to the next, the table takes the configuration with the lowest geometric
-mean over a range of step counts (and, on Linear and Cosine, the lowest worst ratio against
-the peers of ``benchmarks/results/frontier.md`` at 5-10 calls).
+spacing of each family, on time_uniform rho = 2 and the arcsine beta, and (those with
+``final="adams"``) on the grids ending at t_min with ``endpoint=False``, at 2-30 steps, on three
+exact Gaussian mixtures (2-D, 64-D, 3x8x8 image-shaped) in each family, scored by the geometric
+mean of their error against the exact ODE over the best configuration's in the same cell. Where
+the scan's winner changed from one step count to the next, the table takes the configuration
+with the lowest geometric mean over a range of step counts (and, on Linear and Cosine, the
+lowest worst ratio against the peers of ``benchmarks/results/frontier.md`` at 5-10 calls).
 
 Why these: a grid that visits t_min spends a model call where almost nothing is left to
 denoise, and the data prediction as the final step is first order. Leaving t_min out and taking
@@ -37,8 +38,10 @@ the last step to sigma = 0 by the multistep formula fixes both; it is how diff-s
 spend their calls (N + 1 timestamps, N calls), but ends at sigma = 0 rather than sigma_min. On
 Linear, at zero SNR and on the continuous VP iPNDM on time_uniform rho = 2 (DPM-Solver's
 "time_quadratic", diff-sampler's DEIS grid) is within 1.35x of the best configuration of each
-cell at 6-12 steps. On Cosine and in flow matching ``beta`` keeps the lead from 5 steps on; on
-Cosine time_uniform rho = 2 is 3.9-9x the best peer on the image-shaped mixture.
+cell at 6-12 steps. On Cosine and in flow matching ``beta`` keeps the lead from 5 steps on, the
+arcsine law ahead of ComfyUI's Beta(0.6, 0.6) (geometric mean 1.27 against 2.05 over 5-10 steps on
+Cosine, 1.35 against 1.49 in flow matching); on Cosine time_uniform rho = 2 is 3.9-9x the best
+peer on the image-shaped mixture.
 ScaledLinear (Stable Diffusion's schedule) was not scanned; it takes Linear's row, the schedule
 closest to it. On EDM no configuration is within 2x of every cell's best (each mixture prefers
 another grid); the table takes the most even. At zero terminal SNR the ``karras`` / ``logsnr``
@@ -88,19 +91,21 @@ def _d(from_steps: int, sampler: str, spacing: str, options: dict[str, Any], **g
 _IPNDM3 = {"order": 3, "variant": "fixed"}
 _IPNDM3_ADAMS = {**_IPNDM3, "final": "adams"}  # the last step to sigma = 0 by the same formula
 _DEIS3 = {"order": 3, "variant": "logrho"}
+_ARCSINE = (0.5, 0.5)  # the beta spacing's Beta(0.5, 0.5): t_i = t_min + (t_max - t_min) cos^2(pi i / 2N)
 # family -> entries by increasing from_steps (the module docstring's table); rho=2.0 with time_uniform is
 # DPM-Solver's time_quadratic, endpoint=False leaves t_min out (no model call spent there)
 DEFAULTS: MappingProxyType = MappingProxyType({
     "discrete_vp": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),
                     _d(16, "deis", "logsnr", _DEIS3)),
-    "cosine": (_d(1, "ipndm", "beta", _IPNDM3), _d(5, "ipndm", "beta", _IPNDM3_ADAMS)),
+    "cosine": (_d(1, "ipndm", "beta", _IPNDM3, beta_shape=_ARCSINE),
+               _d(5, "ipndm", "beta", _IPNDM3_ADAMS, beta_shape=_ARCSINE)),
     "continuous_vp": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False),
                       _d(7, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False)),
     "edm": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False), _d(8, "ipndm", "logsnr", _IPNDM3_ADAMS),
             _d(12, "ipndm", "karras", _IPNDM3_ADAMS)),
     "zero_snr": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),),
     "flow": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),
-             _d(5, "ipndm", "beta", _IPNDM3_ADAMS)),
+             _d(5, "ipndm", "beta", _IPNDM3_ADAMS, beta_shape=_ARCSINE)),
 })
 
 
