@@ -46,10 +46,9 @@ ScaledLinear (Stable Diffusion's schedule) was not scanned; it takes Linear's ro
 closest to it. On EDM no configuration is within 2x of every cell's best (each mixture prefers
 another grid); the table takes the most even. At zero terminal SNR the ``karras`` / ``logsnr``
 grids do not exist (sigma_k = inf at t_max). Against the best training-free peers at NFE 5-10
-(``benchmarks/results/frontier.md``): 0.29-1.27x their error, median 0.79x, at or below 1x in 20
-of 24 cells (the misses, 1.04-1.27x: 5 calls on both image-shaped mixtures and on the 64-D one on
-Cosine, 6 calls on the image-shaped one on Cosine); the table before the open grids had 0.29-7.5x
-(12 of 24), ``dpmpp_2m`` on karras, the first default, 2.0-39x.
+(``benchmarks/results/frontier.md``): 0.23-1.27x their error, median 0.63x, at or below 1x in 23
+of 24 cells (the miss: 1.27x on the image-shaped mixture on Linear at 5 calls); the table before
+the open grids had 0.29-7.5x (12 of 24), ``dpmpp_2m`` on karras, the first default, 2.0-39x.
 
 An explicit sampler, spacing or grid always wins: the table fills only what was left out.
 Options without a sampler are refused (they belong to a named sampler).
