@@ -111,7 +111,7 @@ def sample(
         check_positive_int("steps", n, 1, MAX_STEPS)
         chosen = default_for(schedule, n)
         sampler, options = chosen.sampler, dict(chosen.options)
-        if spacing is None and timesteps is None:  # the table's grid (its spacing with its rho and endpoint)
+        if spacing is None and timesteps is None:  # the table's grid: its spacing with its grid options
             timesteps = chosen.timesteps(schedule, n)
     if callable(sampler):
         fn, default_spacing = sampler, "karras"
