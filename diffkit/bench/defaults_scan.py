@@ -3,13 +3,14 @@
 The data behind ``diffkit.samplers.defaults``. On the frontier's three Gaussian mixtures
 (``diffkit.bench.frontier.MODELS``) in every schedule family (``FAMILIES``: the model in the
 prediction type that family's models use), each configuration of ``CONFIGS`` on each spacing the
-schedule has (and on the frontier's ``EXTRA_GRIDS``: time_uniform with rho = 2, and for the
-configurations whose final step keeps their order, ``final="adams"``, ``OPEN_GRIDS``: the grids
-ending at t_min with ``endpoint=False``) runs ``steps`` steps from one noise (seed 2, 128 samples) and is scored by its
-median per-sample error against the exact ODE (``exact_sample``) divided by the best
-configuration's in the same (problem, steps) cell. A configuration's score for a family and a
-step count is the geometric mean of that ratio over the three mixtures; ``best`` lists the
-lowest. Only samplers with one model call a step are candidates, so ``steps`` = NFE.
+schedule has, and on the frontier's other grids (``diffkit.bench.frontier.grids``: time_uniform with
+rho = 2, the arcsine beta, and for the configurations whose final step keeps their order,
+``final="adams"``, the grids ending at t_min with ``endpoint=False``), runs ``steps`` steps from one
+noise (seed 2, 128 samples) and is scored by its median per-sample error against the exact ODE
+(``exact_sample``) divided by the best configuration's in the same (problem, steps) cell. A
+configuration's score for a family and a step count is the geometric mean of that ratio over
+the three mixtures; ``best`` lists the lowest. Only samplers with one model call a step are
+candidates, so ``steps`` = NFE.
 """
 
 from __future__ import annotations

@@ -92,8 +92,10 @@ def grids(schedule: Schedule, options: dict) -> list[tuple[str, dict]]:
 def grid_label(spacing: str, grid_options: Mapping | None = None) -> str:
     """e.g. ``time_uniform rho=2 endpoint=False``, ``beta beta_shape=0.5,0.5``."""
     def text(v) -> str:
-        return ",".join(f"{x:g}" for x in v) if isinstance(v, (tuple, list)) else f"{v:g}" if isinstance(
-            v, float) else str(v)
+        if isinstance(v, (tuple, list)):
+            return ",".join(f"{x:g}" for x in v)
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
     return spacing + "".join(f" {k}={text(v)}" for k, v in (grid_options or {}).items())
 
 

@@ -91,10 +91,9 @@ def sample(
     come from the measured table of :mod:`diffkit.samplers.defaults` for this schedule's
     family and this many steps (N steps = N model calls) with the table's grid, a given
     ``spacing`` or ``timesteps`` still winning. The visited timesteps are ``steps``
-    (default 20) of ``spacing`` (default:
-    the sampler's own, see the registry, where the schedule has it, else the
-    schedule's own: flow matching and zero terminal SNR start at sigma_k = inf, where
-    there is no karras grid), or the explicit grid ``timesteps``
+    (default 20) of ``spacing`` (default: the sampler's own, see the registry, where the
+    schedule has it, else the schedule's own: flow matching and zero terminal SNR start
+    at sigma_k = inf, where there is no karras grid), or the explicit grid ``timesteps``
     (strictly decreasing, within [t_min, t_max]; e.g. from
     :func:`diffkit.optimize_timesteps`), which takes no spacing, and no steps but its
     length. ``cond`` is passed to the model as keyword arguments. ``shape``,
