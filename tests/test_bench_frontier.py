@@ -9,6 +9,7 @@ import torch
 from diffkit.bench import defaults_scan, frontier
 from diffkit.bench.frontier_peers import PEERS
 from diffkit.models import GaussianMixture
+from diffkit.samplers.defaults import default_for
 from diffkit.schedules import Linear
 
 
@@ -24,6 +25,10 @@ def test_tiny_run_measures_every_part_and_writes(tmp_path):
     assert {r["spacing"] for r in cell["candidates"]} >= {"karras", "trailing", "fitted"}
     fitted = next(r for r in cell["candidates"] if r["spacing"] == "fitted")
     assert fitted["fit_seconds"] > 0 and len(fitted["timesteps"]) == 5
+    chosen = default_for(Linear(), 5)  # the table's sampler, fitted from the table's grid
+    refined = next(r for r in cell["candidates"] if r["spacing"] == "fitted from the default grid")
+    assert (refined["sampler"], refined["options"], refined["calls"]) == (chosen.sampler, dict(chosen.options), 5)
+    assert refined["timesteps"][0] == Linear().t_max and refined["fit_seconds"] > 0
     assert cell["best"] in [dict(r, error=cell["best"]["error"]) for r in cell["candidates"]]
     assert cell["ratio_default"] == cell["default"]["error"] / cell["best_peer"]["error"]
     path = frontier.write(results, tmp_path)

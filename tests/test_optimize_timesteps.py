@@ -65,6 +65,27 @@ def test_lowers_its_calibration_objective(sampler, method, gmm2d, linear):
     assert fit.model_calls == fit.teacher_calls + fit.student_runs * SAMPLERS[sampler].nfe(6)  # heun: 2 per step
 
 
+def test_starts_from_an_explicit_grid(cosine):
+    # The defaults table's grid (ipndm, final="adams", on the arcsine beta) as the start: the refinement never
+    # ends above it, and a start that is already the table's grid gives the same E as diffkit.sample with it.
+    from diffkit.samplers.defaults import default_for
+
+    gmm2d = GaussianMixture.two_d(cosine)
+    chosen = default_for(cosine, 5)
+    grid = chosen.timesteps(cosine, 5)
+    fit = fit_timesteps(gmm2d, cosine, chosen.sampler, 5, (64, 2), generator=_seed(), dtype=torch.float64,
+                        start=grid, **chosen.options)
+    np.testing.assert_array_equal(fit.start, grid)
+    assert fit.objective < fit.start_objective
+    x_T = torch.randn(64, 2, generator=_seed(), dtype=torch.float64)
+    teacher = diffkit.sample(gmm2d, cosine, "dpmpp_2m", x=x_T, timesteps=_fine_grid(cosine))
+    x0 = diffkit.sample(gmm2d, cosine, chosen.sampler, x=x_T, timesteps=grid, **chosen.options)
+    assert fit.start_objective == pytest.approx(float((x0 - teacher).norm(dim=1).mean()), rel=1e-12)
+    default = fit_timesteps(gmm2d, cosine, chosen.sampler, 5, (64, 2), generator=_seed(), dtype=torch.float64,
+                            **chosen.options)
+    assert not np.array_equal(default.start, grid)  # without start: the sampler's own spacing
+
+
 def test_objective_is_the_distance_to_the_teacher_sample(gmm2d, linear):
     # E(grid) = mean per-sample distance between the sampler's output and the teacher's (dpmpp_2m, 2 x 60 steps).
     fit = fit_timesteps(gmm2d, linear, "ddim", 4, (16, 2), generator=_seed(), dtype=torch.float64, method="gits")
@@ -151,6 +172,11 @@ def test_dp_path_is_gits_dp(seed, steps):
     ({"refine_evals": -1}, "refine_evals must be an integer >= 0"),
     ({"shape": (0, 2)}, "shape must be positive integers"),
     ({"spacing": "cubic"}, "unknown spacing 'cubic'"),
+    ({"start": [999.0, 500.0, 10.0]}, "start must have steps=4 points and begin at t_max=999"),
+    ({"start": [800.0, 600.0, 400.0, 10.0]}, "start must have steps=4 points and begin at t_max=999.*from 800"),
+    ({"start": [999.0, 600.0, 700.0, 10.0]}, "strictly decreasing"),
+    ({"start": [999.0, 600.0, 400.0, -1.0]}, "t_min"),
+    ({"start": [999.0, 600.0, 400.0, 10.0], "spacing": "karras"}, "as spacing or as start, not both"),
 ])
 def test_bad_arguments(kwargs, match, gmm2d, linear):
     args = {"sampler": "dpmpp_2m", "steps": 4, "shape": (4, 2), **kwargs}

@@ -9,8 +9,10 @@ median over samples of the per-sample RMS error against the exact probability-fl
     evaluation noise itself (the peers' most favourable choice);
 (b) diffkit's best configuration: every deterministic sampler configuration (``CONFIGS``) on every
     grid of ``grids`` (each spacing the schedule has, time_uniform rho = 2, the arcsine beta, and for
-    ``final="adams"`` the open grids), and ``FITTED`` configurations on grids from ``diffkit.fit_timesteps``
-    (its default method, with ``FIT_OPTIONS``; the fit's seconds and model calls are reported);
+    ``final="adams"`` the open grids), ``FITTED`` configurations on grids from ``diffkit.fit_timesteps``
+    (its default method, with ``FIT_OPTIONS``; the fit's seconds and model calls are reported), and
+    the default's sampler on a grid fitted from the default's grid (``start=``: "fitted from the
+    default grid");
     the configuration is SELECTED on separate noise (its own exact solutions), then measured on the
     evaluation noise -- no choice is made on the noise the figures come from;
 (c) ``diffkit.sample(model, schedule, steps=N)``: the default, only the budget given.
@@ -39,6 +41,7 @@ from diffkit.bench.metrics import median_error
 from diffkit.bench.report import fmt, table
 from diffkit.models import GaussianMixture, exact_sample
 from diffkit.samplers import SAMPLERS, fit_timesteps, sample
+from diffkit.samplers.defaults import default_for
 from diffkit.schedules import Cosine, Linear, Schedule, spacings, timesteps
 
 NFES = (5, 6, 8, 10)
@@ -134,8 +137,10 @@ def _steps(name: str, nfe: int) -> int:
     return (nfe - 1) // SAMPLERS[name].evals_per_step + 1  # most visited timesteps within the budget
 
 
-def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, **fit_options) -> list[dict]:
-    """Every configuration's error on the selection noise (the fits on the calibration noise, timed)."""
+def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, refine_default: bool = True,
+                       **fit_options) -> list[dict]:
+    """Every configuration's error on the selection noise (the fits on the calibration noise, timed); with
+    ``refine_default`` also the defaults table's choice on a grid fitted from the table's grid."""
     rows = []
     for name, options in configs:
         for spacing, grid_options in grids(p.schedule, options):
@@ -149,18 +154,25 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, **f
                          "calls": calls,
                          "selection_error": median_error(x0, p.exact["selection"])})
     fit_options = {**FIT_OPTIONS, **fit_options}
-    for name, options in fitted:
-        start = time.perf_counter()
-        fit = fit_timesteps(p.model, p.schedule, name, _steps(name, nfe), tuple(p.noise["calibration"].shape),
-                            generator=torch.Generator().manual_seed(SEEDS["calibration"]), dtype=torch.float64,
-                            **fit_options, **options)
-        seconds = time.perf_counter() - start
-        x0, calls = _counted(p.model, p.schedule, name, x=p.noise["selection"], timesteps=fit.timesteps, **options)
-        rows.append({"sampler": name, "options": options, "spacing": "fitted", "steps": len(fit.timesteps),
-                     "calls": calls,
-                     "timesteps": fit.timesteps.tolist(), "fit_seconds": seconds, "fit_calls": fit.model_calls,
-                     "selection_error": median_error(x0, p.exact["selection"])})
+    rows += [_fitted(p, name, options, _steps(name, nfe), "fitted", **fit_options) for name, options in fitted]
+    if refine_default:  # the table's sampler, its grid the fit's start
+        chosen = default_for(p.schedule, nfe)  # every entry makes one model call a step
+        rows.append(_fitted(p, chosen.sampler, dict(chosen.options), nfe, "fitted from the default grid",
+                            start=chosen.timesteps(p.schedule, nfe), **fit_options))
     return rows
+
+
+def _fitted(p: Problem, name: str, options: dict, steps: int, spacing_label: str, **fit_options) -> dict:
+    """A candidate on a grid of ``diffkit.fit_timesteps`` (calibration noise, timed), scored on the selection noise."""
+    start = time.perf_counter()
+    fit = fit_timesteps(p.model, p.schedule, name, steps, tuple(p.noise["calibration"].shape),
+                        generator=torch.Generator().manual_seed(SEEDS["calibration"]), dtype=torch.float64,
+                        **fit_options, **options)
+    seconds = time.perf_counter() - start
+    x0, calls = _counted(p.model, p.schedule, name, x=p.noise["selection"], timesteps=fit.timesteps, **options)
+    return {"sampler": name, "options": options, "spacing": spacing_label, "steps": len(fit.timesteps),
+            "calls": calls, "timesteps": fit.timesteps.tolist(), "fit_seconds": seconds, "fit_calls": fit.model_calls,
+            "selection_error": median_error(x0, p.exact["selection"])}
 
 
 def evaluate(p: Problem, row: dict) -> float:

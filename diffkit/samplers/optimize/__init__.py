@@ -10,12 +10,15 @@
 3. ``method``:
    - ``"gits"`` (:mod:`.gits`): GITS's dynamic programme over the candidates, minimising the
      accumulated local error of first-order steps against the teacher.
-   - ``"refine"`` (:mod:`.refine`): from the default grid of ``spacing``, coordinate descent on
-     the global error E = mean_b ||sampler(x_T^b) - x_end^b|| of the actual sampler (LD3's objective).
-   - ``"gits+refine"`` (default): the same descent, started from whichever of the default and
+   - ``"refine"`` (:mod:`.refine`): from the start grid, coordinate descent on the global error
+     E = mean_b ||sampler(x_T^b) - x_end^b|| of the actual sampler (LD3's objective).
+   - ``"gits+refine"`` (default): the same descent, started from whichever of the start and
      the GITS grid has the lower E.
 
-   The refining methods never return a grid with a higher E than the default grid's.
+   The start grid is ``start`` where given (any valid grid from t_max: e.g. the defaults table's,
+   ``diffkit.samplers.defaults.default_for(schedule, steps).timesteps(schedule, steps)``), else the
+   grid of ``spacing`` (default: the sampler's own). The refining methods never return a grid with
+   a higher E than the start's.
 
 Why ``gits+refine`` is the default (``benchmarks/results/grids.md``, from ``diffkit.bench.grids``:
 median per-sample error on held-out noise at NFE 5, 6, 8, 10, against the exact ODE on four
@@ -30,13 +33,13 @@ runs per refined timestep: 211 calls at 5 steps, 501 at 10; on the digits model 
 calibration samples, 3-18 s on one thread of a shared 2-core AMD EPYC.
 
 The sampler must be deterministic (registry ``stochastic`` False, its options keeping it so): the
-objective compares one noise with one sample. The result is strictly decreasing, starts where the
-default grid starts (t_max) and lies in [t_min, t_max]; :mod:`diffkit.io.timesteps` saves it as JSON.
+objective compares one noise with one sample. The result is strictly decreasing, starts at t_max
+and lies in [t_min, t_max]; :mod:`diffkit.io.timesteps` saves it as JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +66,11 @@ __all__ = ["METHODS", "GridFit", "fit_timesteps", "optimize_timesteps"]
 
 @dataclass(frozen=True)
 class GridFit:
-    """A fitted grid with what the fit measured: E of the start (default spacing) and of the result."""
+    """A fitted grid with what the fit measured: E of the start grid and of the result."""
 
     timesteps: np.ndarray  # the fitted grid, strictly decreasing, t_0 = t_max
     objective: float  # E(timesteps): mean per-sample distance to the teacher's sample
-    start: np.ndarray  # the default grid of the spacing
+    start: np.ndarray  # the start grid (``start``, else the grid of the spacing)
     start_objective: float  # E(start)
     gits: np.ndarray | None  # the GITS grid (methods using it)
     teacher_calls: int  # model evaluations of the teacher, per calibration sample
@@ -93,6 +96,7 @@ def fit_timesteps(
     cond: Mapping[str, Any] | None = None,  # model keyword arguments for the calibration batch
     method: str = "gits+refine",  # one of METHODS
     spacing: str | None = None,  # the start grid's spacing (default: the sampler's own)
+    start: Sequence[float] | np.ndarray | None = None,  # an explicit start grid of ``steps`` points from t_max
     teacher: str = "dpmpp_2m",  # the teacher sampler (registered, deterministic)
     teacher_steps: int = TEACHER_STEPS,  # candidate timesteps (raised to 2 * steps if fewer)
     teacher_substeps: int = TEACHER_SUBSTEPS,  # teacher steps per candidate interval
@@ -115,13 +119,28 @@ def fit_timesteps(
     check_positive_int("refine_evals", refine_evals, 0, 10_000)
     if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not 0 < coeff < np.inf:
         raise ValueError(f"coeff must be a finite number > 0, got {coeff!r}")
-    start = make_timesteps(schedule, steps, spacing or default_spacing(schedule, info.default_spacing))
+    start_grid = _start_grid(schedule, steps, start, spacing or default_spacing(schedule, info.default_spacing),
+                             spacing is not None)
     if not (isinstance(shape, (tuple, list)) and shape and all(isinstance(n, int) and n > 0 for n in shape)):
         raise ValueError(f"shape must be positive integers [B, ...], got {shape!r}")
     x_T = randn(tuple(shape), generator, torch.device(device or "cpu"), dtype)
     with torch.inference_mode():
-        return _fit(info, teacher_info, eps_model, schedule, start, x_T, cond, method, options,
+        return _fit(info, teacher_info, eps_model, schedule, start_grid, x_T, cond, method, options,
                     max(teacher_steps, 2 * steps), teacher_substeps, float(coeff), cost, refine_evals)
+
+
+def _start_grid(schedule: Schedule, steps: int, start, spacing: str, spacing_given: bool) -> np.ndarray:
+    """The start grid: ``start`` validated (``steps`` points, strictly decreasing in [t_min, t_max], from t_max:
+    the calibration noise is x_T), else ``spacing``'s grid."""
+    if start is None:
+        return make_timesteps(schedule, steps, spacing)
+    if spacing_given:
+        raise ValueError("give the start grid as spacing or as start, not both")
+    grid = np.asarray(check_timesteps(schedule, start), dtype=np.float64)
+    if len(grid) != steps or grid[0] != schedule.t_max:
+        raise ValueError(f"start must have steps={steps} points and begin at t_max={schedule.t_max:g} (the "
+                         f"calibration noise is x_T); got {len(grid)} points from {grid[0]:g}")
+    return grid
 
 
 def _deterministic(name: str, options: Mapping[str, Any]):
