@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from diffkit.cli import build_parser, main
 from diffkit.io.pretrained import save_pretrained
+from diffkit.samplers import GridFit
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
 
@@ -43,7 +44,7 @@ WORDS = ["", "ddim", "dpmpp_2m", "ddpm", "dpmpp_sde", "karras", "leading", "nope
          "cuda", "gmm2d", "digits_small", "ddim,dpmpp_2m", "--n", "-", "\x00", "é"]  # fmt: skip
 PATHS = [str(ROOT / p) for p in ("out.png", "dir.png", "file/x.png", "new/deeper/o.png", "tiny.safetensors",
                                  "garbage.safetensors", "missing.safetensors", "w.safetensors", "ck.safetensors",
-                                 "file", "bench")] + ["/proc/x.png", ""]  # fmt: skip
+                                 "file", "bench", "grid.json")] + ["/proc/x.png", ""]  # fmt: skip
 PATH_FLAGS = {"--out", "--checkpoint"}
 
 
@@ -96,6 +97,12 @@ def _stand_ins(monkeypatch) -> dict:
         reached["bench"] = True
         return {}
 
+    def fit_timesteps(model, schedule, sampler, steps, shape, *, generator, cond, method, spacing, refine_evals):
+        assert 1 <= steps <= 100_000 and 1 <= shape[0] <= 4096 and refine_evals >= 0 and len(cond["y"]) == shape[0]
+        reached["fit-timesteps"] = True
+        grid = diffkit.timesteps(schedule, steps, spacing or "karras")
+        return GridFit(grid, 0.5, grid, 1.0, None, 1, 1, 2)
+
     def sample(model, schedule, name, steps, x, **kw):
         assert 2 <= steps <= 1000 and 2 <= len(x) <= 1_000_000
         reached["demo"] = True
@@ -107,6 +114,7 @@ def _stand_ins(monkeypatch) -> dict:
     monkeypatch.setattr(report, "write", lambda results, out, plots: {})
     monkeypatch.setattr(report, "render", lambda results: "")
     monkeypatch.setattr(diffkit, "sample", sample)
+    monkeypatch.setattr(diffkit.samplers, "fit_timesteps", fit_timesteps)
     monkeypatch.setattr(diffkit.models, "exact_sample", lambda model, schedule, x: x)
     monkeypatch.setattr(diffkit.unet, "build_unet", lambda preset: UNet.from_config(TINY))
     return reached
@@ -132,7 +140,7 @@ def _run(argv: list[str], capsys) -> None:
 
 
 @pytest.mark.parametrize("command, examples", [("sample", 60), ("train", 60), ("bench", 60), ("demo", 60),
-                                               ("samplers", 20)])  # fmt: skip
+                                               ("samplers", 20), ("fit-timesteps", 40)])  # fmt: skip
 def test_fuzz_command(command, examples, capsys):
     @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(argv=command_lines(command))
@@ -149,6 +157,8 @@ def test_the_fuzzer_reaches_the_work(capsys):
         "train": ["train", "--out", str(ROOT / "w.safetensors"), "--batch-size", "4"],
         "bench": ["bench", "--quick", "--out", str(ROOT / "bench")],
         "demo": ["demo", "--n", "4", "--steps", "2"],
+        "fit-timesteps": ["fit-timesteps", "--checkpoint", str(ROOT / "tiny.safetensors"), "--out",
+                          str(ROOT / "grid.json")],
     }
     with pytest.MonkeyPatch.context() as monkeypatch:
         reached = _stand_ins(monkeypatch)

@@ -18,6 +18,7 @@ __all__ = ["CliError", "main"]
 # subcommand name -> module under diffkit.cli (imported only when used, so startup stays fast)
 COMMANDS = {
     "sample": "sample",
+    "fit-timesteps": "fit_timesteps",
     "samplers": "samplers",
     "demo": "demo",
     "train": "train",

@@ -42,7 +42,7 @@ def checkpoint_path(args: argparse.Namespace):
     embedded = embedded_model(args.model or DEFAULT_MODEL)
     checkpoint = embedded.path if args.checkpoint is None else args.checkpoint
     if same_file(args.out, checkpoint):
-        raise CliError(f"--out {args.out} is the checkpoint being read; write the PNG elsewhere")
+        raise CliError(f"--out {args.out} is the checkpoint being read; write elsewhere")
     if args.checkpoint is None and not embedded.path.is_file():
         raise CliError(f"the embedded weights {embedded.path} are missing; reinstall diffkit or pass --checkpoint")
     return checkpoint

@@ -5,7 +5,7 @@
     diffkit sample --model digits-flow              # the embedded rectified-flow model
     diffkit sample --checkpoint runs/digits.safetensors
     diffkit sample --guidance 0 --classifier-guidance 4   # the unconditional model, guided by the classifier
-    diffkit sample --sampler dpmpp_2m --timesteps grid.json      # a grid saved by diffkit.io.timesteps
+    diffkit sample --timesteps grid.json    # a grid saved by diffkit fit-timesteps or diffkit.io.timesteps
 
 Without --label the samples cycle through the classes 0, 1, ..., 9. Shows progress on
 stderr, then prints the sampling time per sample and per step.
@@ -19,6 +19,7 @@ import time
 from diffkit.cli._digits import add_model, checkpoint_path
 from diffkit.cli.args import MAX_SEED, CliError, integer, real, require_suffix
 
+DEFAULT_SAMPLER = "dpmpp_2m"  # the measured guidance policy's choice at the default w = 2
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale w; 1 is the plain conditional model
 GRID_SCALE = 4  # each 8x8 digit becomes 32x32 pixels in the PNG
 BATCH_SIZE = 500  # samples drawn at once: memory stays bounded whatever --n is
@@ -29,7 +30,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from diffkit.samplers import SAMPLERS
     from diffkit.schedules.spacing import MAX_STEPS
 
-    parser.add_argument("--sampler", default="dpmpp_2m", help=f"one of {', '.join(SAMPLERS)}")
+    parser.add_argument("--sampler", default=None,
+                        help=f"one of {', '.join(SAMPLERS)} (default: {DEFAULT_SAMPLER}, or with --timesteps the "
+                             "sampler the file was fitted for)")  # fmt: skip
     parser.add_argument("--steps", type=integer(1, MAX_STEPS), default=20, help="sampler steps")
     parser.add_argument("--n", type=integer(1), default=20, help="number of samples")
     parser.add_argument("--label", type=integer(), default=None, help="draw only this class (default: cycle 0..9)")
@@ -60,24 +63,29 @@ def run(args: argparse.Namespace) -> int:
     from diffkit.io.png import image_grid, write_png
     from diffkit.io.pretrained import load_pretrained
     from diffkit.io.tensorfile import check_writable
-    from diffkit.samplers.registry import get_sampler
+    from diffkit.samplers.registry import SAMPLERS, get_sampler
     from diffkit.schedules import timesteps
     from diffkit.schedules.spacing import default_spacing
 
     # Everything that can be checked is checked before the model is loaded and long before sampling.
-    info = get_sampler(args.sampler)  # ValueError listing the samplers
+    if args.sampler is not None:
+        get_sampler(args.sampler)  # ValueError listing the samplers
     require_suffix("--out", args.out, [".png"])
     check_writable(args.out)
     checkpoint = checkpoint_path(args)
     if args.timesteps is not None and args.spacing is not None:
         raise CliError("--timesteps FILE is the grid itself; drop --spacing")
     model, schedule = load_pretrained(checkpoint)
-    grid = None
+    grid = fitted_for = None
     if args.timesteps is not None:  # the file's grid replaces --steps and --spacing
-        from diffkit.io.timesteps import load_timesteps
+        from diffkit.io.timesteps import read_timesteps
 
-        grid = load_timesteps(args.timesteps, schedule)
+        grid, fitted_for = read_timesteps(args.timesteps, schedule)
         args.steps = len(grid)
+    if args.sampler is None and fitted_for is not None and fitted_for not in SAMPLERS:
+        raise CliError(f"{args.timesteps} was fitted for the sampler {fitted_for!r}, which this diffkit does not "
+                       f"have; pass --sampler")
+    info = get_sampler(args.sampler or fitted_for or DEFAULT_SAMPLER)
     cfg = model.config
     if cfg.num_classes is None:
         raise CliError("this checkpoint holds an unconditional model; diffkit sample needs a class-conditional one")

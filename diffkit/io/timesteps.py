@@ -2,6 +2,7 @@
 
     save_timesteps("digits-dpmpp_2m-6.json", grid, schedule, sampler="dpmpp_2m")
     grid = load_timesteps("digits-dpmpp_2m-6.json", schedule)   # ValueError if fitted for another schedule
+    grid, sampler = read_timesteps("digits-dpmpp_2m-6.json", schedule)   # and the sampler, if recorded
 
 A grid's numbers are times of one schedule (training timesteps of a DiscreteVP, sigma of an
 EDM schedule, ...), so the file stores that schedule (as :func:`diffkit.io.pretrained.schedule_to_dict`
@@ -47,6 +48,11 @@ def save_timesteps(path: str | os.PathLike, timesteps: TimestepsLike, schedule: 
 
 def load_timesteps(path: str | os.PathLike, schedule: Schedule) -> np.ndarray:
     """The grid in ``path`` as float64, after checking it belongs to ``schedule`` and is a valid grid of it."""
+    return read_timesteps(path, schedule)[0]
+
+
+def read_timesteps(path: str | os.PathLike, schedule: Schedule) -> tuple[np.ndarray, str | None]:
+    """(the grid, as :func:`load_timesteps` returns it; the sampler it was fitted for, or None if not recorded)."""
     path = Path(path)
     with open(path, "rb") as f:
         blob = f.read(MAX_BYTES + 1)
@@ -58,9 +64,10 @@ def load_timesteps(path: str | os.PathLike, schedule: Schedule) -> np.ndarray:
         raise ValueError(f"{path} holds timesteps of the schedule {record['schedule']}, but sampling uses {expected}; "
                          f"fit a grid for this schedule (diffkit.optimize_timesteps)")
     try:
-        return np.asarray(check_timesteps(schedule, record["timesteps"]), dtype=np.float64)
+        grid = np.asarray(check_timesteps(schedule, record["timesteps"]), dtype=np.float64)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
+    return grid, record.get("sampler")
 
 
 def _parse(blob: bytes, path: Path) -> dict:
@@ -80,6 +87,8 @@ def _parse(blob: bytes, path: Path) -> dict:
         raise ValueError(f"{path}: \"timesteps\" must be a list of numbers")
     if not isinstance(stored, dict):
         raise ValueError(f"{path}: \"schedule\" must be an object naming the schedule")
+    if not isinstance(record.get("sampler", ""), str):
+        raise ValueError(f"{path}: \"sampler\" must be a sampler's name")
     try:
         schedule_from_dict(stored)  # a schedule this diffkit knows, with valid parameters
     except (TypeError, ValueError) as err:
