@@ -16,7 +16,7 @@ from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, Scal
 FAMILIES = {  # name -> (schedule, prediction type of its models, the table's family)
     "linear": (Linear(), "epsilon", "discrete_vp"),
     "cosine": (Cosine(), "epsilon", "cosine"),
-    "scaled_linear": (ScaledLinear(), "epsilon", "discrete_vp"),
+    "scaled_linear": (ScaledLinear(), "epsilon", "scaled_linear"),
     "zero_snr": (Linear(rescale_zero_terminal_snr=True), "v_prediction", "zero_snr"),
     "flow": (FlowMatch(shift=3.0), "flow", "flow"),
     "edm": (EDM(), "sample", "edm"),

@@ -30,10 +30,11 @@ from diffkit.bench.report import fmt, table
 from diffkit.models import exact_sample
 from diffkit.samplers import SAMPLERS, sample
 from diffkit.samplers.defaults import default_for
-from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, default_spacing, timesteps
+from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, ScaledLinear, default_spacing, timesteps
 
 FAMILIES = {  # name -> (schedule, prediction type of its models)
     "linear": (Linear(), "epsilon"),
+    "scaled_linear": (ScaledLinear(), "epsilon"),  # Stable Diffusion's; the table's discrete_vp row, as Linear
     "cosine": (Cosine(), "epsilon"),
     "zero_snr": (Linear(rescale_zero_terminal_snr=True), "v_prediction"),
     "flow": (FlowMatch(shift=3.0), "flow"),

@@ -9,7 +9,10 @@ point t_min left out; "arcsine" is ``beta_shape=(0.5, 0.5)``, Beta(0.5, 0.5), t_
 
     family                steps   sampler                 grid
     discrete_vp           1-15    ipndm, adams            time_uniform rho=2, open
-      (Linear, ScaledLinear) 16-  deis (order 3, logrho)  logsnr
+      (Linear, and any     16-    deis (order 3, logrho)  logsnr
+      other discrete VP but those below)
+    scaled_linear         1-15    ipndm, adams            logsnr, open
+      (Stable Diffusion's) 16-    unipc (order 3)         logsnr
     cosine                1-4     ipndm                   beta, arcsine
                           5-      ipndm, adams            beta, arcsine
     continuous_vp         1-6     ipndm, adams            logsnr, open
@@ -42,8 +45,10 @@ cell at 6-12 steps. On Cosine and in flow matching ``beta`` keeps the lead from 
 arcsine law ahead of ComfyUI's Beta(0.6, 0.6) (geometric mean 1.27 against 2.05 over 5-10 steps on
 Cosine, 1.35 against 1.49 in flow matching); on Cosine time_uniform rho = 2 is 3.9-9x the best
 peer on the image-shaped mixture.
-ScaledLinear (Stable Diffusion's schedule) was not scanned; it takes Linear's row, the schedule
-closest to it. On EDM no configuration is within 2x of every cell's best (each mixture prefers
+ScaledLinear (Stable Diffusion's schedule: sigma_k from 14.6 down to 0.03, where Linear's runs
+from 157) has its own row: Linear's row scored 2.4-5.1 there at 3-12 steps, iPNDM on the open
+log-SNR grid 1.21-2.4 (geometric mean 1.54 over 5-12 steps), and at 16-30 steps UniPC-3 on
+log-SNR 1.09-2.13 against 2.05-3.61 for Linear's DEIS. On EDM no configuration is within 2x of every cell's best (each mixture prefers
 another grid); the table takes the most even. At zero terminal SNR the ``karras`` / ``logsnr``
 grids do not exist (sigma_k = inf at t_max). Against the best training-free peers at NFE 5-10
 (``benchmarks/results/frontier.md``): 0.23-1.27x their error, median 0.63x, at or below 1x in 23
@@ -62,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from diffkit.schedules import ContinuousVP, Cosine, DiscreteVP, FlowMatch
+from diffkit.schedules import ContinuousVP, Cosine, DiscreteVP, FlowMatch, ScaledLinear
 from diffkit.schedules.base import Schedule
 from diffkit.schedules.spacing import spacings, timesteps
 
@@ -96,6 +101,7 @@ _ARCSINE = (0.5, 0.5)  # the beta spacing's Beta(0.5, 0.5): t_i = t_min + (t_max
 DEFAULTS: MappingProxyType = MappingProxyType({
     "discrete_vp": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),
                     _d(16, "deis", "logsnr", _DEIS3)),
+    "scaled_linear": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False), _d(16, "unipc", "logsnr", {"order": 3})),
     "cosine": (_d(1, "ipndm", "beta", _IPNDM3, beta_shape=_ARCSINE),
                _d(5, "ipndm", "beta", _IPNDM3_ADAMS, beta_shape=_ARCSINE)),
     "continuous_vp": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False),
@@ -110,13 +116,16 @@ DEFAULTS: MappingProxyType = MappingProxyType({
 
 def family(schedule: Schedule) -> str:
     """The table's family of ``schedule``: flow for flow matching, zero_snr for any other schedule with
-    alpha(t_max) = 0, else by class (edm for others)."""
+    alpha(t_max) = 0, else by class (cosine, scaled_linear, then discrete_vp for any other discrete VP;
+    edm for others)."""
     if isinstance(schedule, FlowMatch):
         return "flow"
     if schedule.zero_terminal_snr:
         return "zero_snr"
     if isinstance(schedule, Cosine):
         return "cosine"
+    if isinstance(schedule, ScaledLinear):
+        return "scaled_linear"
     if isinstance(schedule, DiscreteVP):
         return "discrete_vp"
     if isinstance(schedule, ContinuousVP):
