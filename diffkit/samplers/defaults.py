@@ -45,14 +45,14 @@ cell at 6-12 steps. On Cosine and in flow matching ``beta`` keeps the lead from 
 arcsine law ahead of ComfyUI's Beta(0.6, 0.6) (geometric mean 1.27 against 2.05 over 5-10 steps on
 Cosine, 1.35 against 1.49 in flow matching); on Cosine time_uniform rho = 2 is 3.9-9x the best
 peer on the image-shaped mixture.
-ScaledLinear (Stable Diffusion's schedule: sigma_k from 14.6 down to 0.03, where Linear's runs
-from 157) has its own row: Linear's row scored 2.4-5.1 there at 3-12 steps, iPNDM on the open
-log-SNR grid 1.21-2.4 (geometric mean 1.54 over 5-12 steps), and at 16-30 steps UniPC-3 on
-log-SNR 1.09-2.13 against 2.05-3.61 for Linear's DEIS. On EDM no configuration is within 2x of every cell's best (each mixture prefers
-another grid); the table takes the most even. At zero terminal SNR the ``karras`` / ``logsnr``
-grids do not exist (sigma_k = inf at t_max). Against the best training-free peers at NFE 5-10
-(``benchmarks/results/frontier.md``): 0.23-1.27x their error, median 0.63x, at or below 1x in 23
-of 24 cells (the miss: 1.27x on the image-shaped mixture on Linear at 5 calls); the table before
+ScaledLinear (Stable Diffusion's schedule: sigma_k from 14.6 down to 0.03, where Linear's runs from
+157) has its own row: Linear's row scored 2.4-5.1 there at 3-12 steps, iPNDM on the open log-SNR
+grid 1.21-2.4 (geometric mean 1.54 over 5-12 steps), and at 16-30 steps UniPC-3 on log-SNR 1.09-2.13
+against 2.05-3.61 for Linear's DEIS. On EDM no configuration is within 2x of every cell's best (each
+mixture prefers another grid); the table takes the most even. At zero terminal SNR the ``karras`` /
+``logsnr`` grids do not exist (sigma_k = inf at t_max). Against the best training-free peers at NFE
+5-10 (``benchmarks/results/frontier.md``): 0.23-1.27x their error, median 0.63x, at or below 1x in
+23 of 24 cells (the miss: 1.27x on the image-shaped mixture on Linear at 5 calls); the table before
 the open grids had 0.29-7.5x (12 of 24), ``dpmpp_2m`` on karras, the first default, 2.0-39x.
 
 An explicit sampler, spacing or grid always wins: the table fills only what was left out.
