@@ -34,6 +34,9 @@ def test_tiny_run_measures_every_part_and_writes(tmp_path):
     path = frontier.write(results, tmp_path)
     text = path.read_text()
     assert "| gmm2d-linear |" in text and "best/peer" in text and "Machine:" in text
+    rule = next(line for line in text.splitlines() if line.startswith("| `diffkit.sample"))  # one cell: its ratio
+    assert rule.split(" | ")[1:3] == [f"{cell['ratio_default']:.2f}"] * 2 and rule.endswith("| 1 of 1 |") == (
+        cell["ratio_default"] <= 1)
     assert json.loads((tmp_path / "frontier.json").read_text())["cells"][0]["nfe"] == 5
     assert (tmp_path / "frontier.png").stat().st_size > 0
 

@@ -244,7 +244,11 @@ def markdown(results: dict) -> str:
              __doc__.split("\n\n", 1)[1], "",
              "## Ratios to the best peer (target: best <= 0.5, default <= 1.0)", "",
              "diffkit's best configuration / best peer:", "", ratio_table(results, "ratio_best"), "",
-             "`diffkit.sample(..., steps=N)` / best peer:", "", ratio_table(results, "ratio_default"), ""]
+             "`diffkit.sample(..., steps=N)` / best peer:", "", ratio_table(results, "ratio_default"), "",
+             "## One rule for every cell", "",
+             "The best peer above is chosen per cell, after the fact. Each fixed rule over all the cells, as the "
+             "ratio of its error to that per-cell best peer (geometric mean, worst, cells at or below 1; "
+             "the ten best by geometric mean):", "", rule_table(results), ""]
     for p in dict.fromkeys(c["problem"] for c in results["cells"]):
         lines += [f"## {p}", ""]
         body = []
@@ -258,6 +262,20 @@ def markdown(results: dict) -> str:
                          "calibration", "default", "best/peer", "default/peer"], body, markdown=True), "",
                   "Every peer's error (NFE as columns):", "", _peer_table(results, p), ""]
     return "\n".join(lines)
+
+
+def rule_table(results: dict, top: int = 10) -> str:
+    """The default and every peer over all cells: ratio to each cell's best peer (a failed run counts as inf)."""
+    logs: dict[str, list[float]] = {"`diffkit.sample(..., steps=N)` (diffkit)": [
+        math.log(c["ratio_default"]) for c in results["cells"]]}
+    for c in results["cells"]:
+        for r in c["peers"]:
+            ok = r["error"] is not None and math.isfinite(r["error"]) and r["error"] > 0
+            ratio = r["error"] / c["best_peer"]["error"] if ok else math.inf
+            logs.setdefault(f"{r['label']} ({r['library']})", []).append(math.log(ratio))
+    rows = sorted((math.exp(sum(v) / len(v)), max(v), sum(x <= 0 for x in v), len(v), k) for k, v in logs.items())
+    body = [[k, f"{g:.2f}", f"{math.exp(w):.2f}", f"{n} of {total}"] for g, w, n, total, k in rows[:top]]
+    return table(["rule", "geometric mean", "worst", "cells <= 1"], body, markdown=True)
 
 
 def _peer_table(results: dict, problem_name: str) -> str:
