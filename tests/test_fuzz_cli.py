@@ -127,6 +127,7 @@ def _run(argv: list[str], capsys) -> None:
     try:
         with pytest.MonkeyPatch.context() as monkeypatch, bounded_memory():
             _stand_ins(monkeypatch)
+            monkeypatch.chdir(ROOT)  # default outputs (samples.png, timesteps.json, runs/) land there, not here
             code = main(argv)
     finally:
         torch.set_num_threads(threads)  # --threads applies to this process
