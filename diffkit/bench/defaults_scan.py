@@ -34,7 +34,7 @@ from diffkit.schedules import EDM, ContinuousVP, Cosine, FlowMatch, Linear, Scal
 
 FAMILIES = {  # name -> (schedule, prediction type of its models)
     "linear": (Linear(), "epsilon"),
-    "scaled_linear": (ScaledLinear(), "epsilon"),  # Stable Diffusion's; the table's discrete_vp row, as Linear
+    "scaled_linear": (ScaledLinear(), "epsilon"),  # Stable Diffusion's: the table's scaled_linear row
     "cosine": (Cosine(), "epsilon"),
     "zero_snr": (Linear(rescale_zero_terminal_snr=True), "v_prediction"),
     "flow": (FlowMatch(shift=3.0), "flow"),

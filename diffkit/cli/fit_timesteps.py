@@ -57,15 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from diffkit.io.pretrained import load_pretrained
     from diffkit.io.tensorfile import check_writable
     from diffkit.io.timesteps import save_timesteps
-    from diffkit.samplers import SAMPLERS, fit_timesteps
-    from diffkit.samplers.registry import get_sampler
+    from diffkit.samplers import fit_timesteps
+    from diffkit.samplers.optimize import deterministic_sampler
 
     # Everything that can be checked is checked before the model is loaded and long before the fit.
-    info = get_sampler(args.sampler)  # ValueError listing the samplers
-    if info.stochastic:
-        allowed = ", ".join(name for name, i in SAMPLERS.items() if not i.stochastic)
-        raise CliError(f"timesteps are fitted for deterministic samplers; {info.name!r} is stochastic. "
-                       f"Allowed: {allowed}")
+    info = deterministic_sampler(args.sampler, {})  # ValueError listing the samplers a grid can be fitted for
     require_suffix("--out", args.out, [".json"])
     check_writable(args.out)
     model, schedule = load_pretrained(checkpoint_path(args))

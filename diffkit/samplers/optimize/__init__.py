@@ -53,7 +53,7 @@ from diffkit.samplers.noise import GeneratorArg, randn
 from diffkit.samplers.optimize.gits import COSTS, GITS_COEFF, cost_matrix, dp_path
 from diffkit.samplers.optimize.refine import Coordinates, pattern_search
 from diffkit.samplers.optimize.teacher import teacher_trajectory
-from diffkit.samplers.registry import SAMPLERS, get_sampler
+from diffkit.samplers.registry import SAMPLERS, SamplerInfo, get_sampler
 from diffkit.samplers.timetable import check_timesteps
 from diffkit.schedules.base import Schedule, check_positive_int
 from diffkit.schedules.spacing import default_spacing
@@ -64,7 +64,7 @@ TEACHER_STEPS = 61  # candidate timesteps: GITS's num_steps_tea (launch.sh)
 TEACHER_SUBSTEPS = 2  # teacher steps per candidate interval (second-order teacher; see teacher.py)
 REFINE_EVALS = 4  # sampler runs per refined timestep (the refinement's budget is this times steps - 1)
 
-__all__ = ["METHODS", "GridFit", "fit_timesteps", "optimize_timesteps"]
+__all__ = ["METHODS", "GridFit", "deterministic_sampler", "fit_timesteps", "optimize_timesteps"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def fit_timesteps(
     **options: Any,  # the sampler's options
 ) -> GridFit:
     """Fit the grid and report what the fit measured (:class:`GridFit`)."""
-    info, teacher_info = _deterministic(sampler, options), _deterministic(teacher, {})
+    info, teacher_info = deterministic_sampler(sampler, options), deterministic_sampler(teacher, {})
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     if cost not in COSTS:
@@ -146,7 +146,9 @@ def _start_grid(schedule: Schedule, steps: int, start, spacing: str, spacing_giv
     return grid
 
 
-def _deterministic(name: str, options: Mapping[str, Any]):
+def deterministic_sampler(name: str, options: Mapping[str, Any]) -> SamplerInfo:
+    """The registry entry of ``name`` if a grid can be fitted for it with ``options``, else ValueError saying
+    what is allowed."""
     info = get_sampler(name)
     if info.stochastic:
         allowed = ", ".join(n for n, i in SAMPLERS.items() if not i.stochastic)
