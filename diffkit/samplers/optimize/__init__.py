@@ -20,8 +20,9 @@
    grid of ``spacing`` (default: the sampler's own). The refining methods never return a grid with
    a higher E than the start's. The table's sampler refined from the table's grid was the best
    configuration in 14 of the 24 cells of ``benchmarks/results/frontier.md``; the descent keeps
-   to the basin it starts in, so another start can end lower (on the digits model at 5 steps,
-   ``unipc`` from its GITS grid reaches E = 0.30, the table's iPNDM from the table's grid 1.19).
+   to the basin it starts in, so another start can end lower (on the digits model at 5 steps, 16
+   calibration samples of seed 1000 as ``diffkit.bench.digits_grids``: ``unipc`` from its GITS
+   grid reaches E = 0.30, the table's iPNDM from the table's grid 1.19).
 
 Why ``gits+refine`` is the default (``benchmarks/results/grids.md``, from ``diffkit.bench.grids``:
 median per-sample error on held-out noise at NFE 5, 6, 8, 10, against the exact ODE on four
