@@ -11,9 +11,11 @@ def test_digits_grids_reports_default_and_fitted_for_both_models():
     grids = {(r["model"], r["grid"]) for r in rep["rows"] if r["sampler"] != "(default)"}
     assert grids == {("digits", "karras"), ("digits", "fitted"), ("digits-flow", "shifted"), ("digits-flow", "fitted")}
     # the defaults table's row: diffkit.sample with only the budget, labelled with the sampler and grid it ran
-    defaults = {r["model"]: r["grid"] for r in rep["rows"] if r["sampler"] == "(default)"}
+    defaults = {r["model"]: r["grid"] for r in rep["rows"] if r["sampler"] == "(default)" and r["grid"] != "fitted"}
     assert defaults == {"digits": "ipndm @ time_uniform rho=2 endpoint=False",
                         "digits-flow": "ipndm @ beta beta_shape=0.5,0.5"}
     fitted = [r for r in rep["rows"] if r["grid"] == "fitted"]
     assert all(len(r["timesteps"]) == r["steps"] == 5 and r["fit_seconds"] > 0 for r in fitted)
+    expected = {(m, s) for m in rep["models"] for s in ("(default)", "ddim")}  # the table's, fitted from its grid
+    assert {(r["model"], r["sampler"]) for r in fitted} == expected
     assert "| ddim |" in digits_grids.markdown(rep) and "| (default) |" in digits_grids.markdown(rep)

@@ -10,7 +10,8 @@ no guidance, seed 0, as ``benchmarks/results/digits_quality.md``):
   same labels cycle; its wall seconds are reported beside the gain;
 
 and, first, the row "(default)": ``diffkit.sample`` with only the budget, the sampler and grid
-of the defaults table (``diffkit.samplers.defaults``) for the model's schedule.
+of the defaults table (``diffkit.samplers.defaults``) for the model's schedule; its fitted grid is
+the table's sampler fitted from the table's grid (``start=``).
 
 Scores: FD to the held-out digits and classifier accuracy (``diffkit.digits.evaluate``).
 """
@@ -34,7 +35,6 @@ CALIBRATION_SEED = 1000  # the fitted grids' calibration noise; evaluation uses 
 def report(models: Sequence[str] = ("digits", "digits-flow"), samplers: Sequence[str] = SAMPLERS,
            nfes: Sequence[int] = NFES, n: int = 1000, calibration: int = 16) -> dict:
     """{"machine", "n", "calibration", "models", "skipped", "rows": [{model, sampler, nfe, grid, fd, ...}]}."""
-    import diffkit
     from diffkit.digits.evaluate import balanced_labels
 
     labels = balanced_labels(n)
@@ -42,30 +42,45 @@ def report(models: Sequence[str] = ("digits", "digits-flow"), samplers: Sequence
                  "skipped": {}, "rows": []}
     for name, model, schedule in each_model(models, out):
         shape = (calibration, model.config.in_channels, model.config.resolution, model.config.resolution)
+        cond = {"y": balanced_labels(calibration)}
         for nfe in nfes:  # the defaults table: every entry makes one model call a step
             chosen = default_for(schedule, nfe)
             _, score = measure(model, schedule, labels, sampler=None, steps=nfe)
             grid = f"{chosen.sampler} @ {grid_label(chosen.spacing, chosen.grid_options)}"
-            out["rows"].append({"model": name, "sampler": "(default)", "nfe": nfe, "budget": nfe, "steps": nfe,
-                                "grid": grid, "options": dict(chosen.options), **score})
-            print(f"{name} default NFE {nfe}: FD {score['fd']:.1f} ({grid})", flush=True)
+            row = {"model": name, "sampler": "(default)", "nfe": nfe, "budget": nfe, "steps": nfe}
+            out["rows"].append({**row, "grid": grid, "options": dict(chosen.options), **score})
+            # ... and the table's sampler on a grid fitted from the table's grid (sampler=None: the table's choice)
+            fitted = _fitted(model, schedule, labels, chosen.sampler, nfe, shape, cond, None,
+                             start=chosen.timesteps(schedule, nfe), **chosen.options)
+            out["rows"].append({**row, **fitted})
+            print(f"{name} default NFE {nfe}: FD {score['fd']:.1f} ({grid}) -> {fitted['fd']:.1f} (fitted from it "
+                  f"in {fitted['fit_seconds']:.0f} s)", flush=True)
         for sampler in samplers:
             for nfe in nfes:
                 row = {"model": name, **budget(sampler, nfe, schedule)}
                 _, score = measure(model, schedule, labels, sampler=sampler, steps=row["steps"], spacing=row["spacing"])
                 out["rows"].append({**row, "grid": row["spacing"], **score})
-                start = time.perf_counter()
-                with torch.inference_mode():
-                    grid = diffkit.optimize_timesteps(model, schedule, sampler, row["steps"], shape,
-                                                      generator=torch.Generator().manual_seed(CALIBRATION_SEED),
-                                                      cond={"y": balanced_labels(calibration)})
-                fit = time.perf_counter() - start
-                _, fitted = measure(model, schedule, labels, sampler=sampler, steps=row["steps"], timesteps=grid)
-                out["rows"].append({**row, "grid": "fitted", "fit_seconds": fit,
-                                    "timesteps": [float(t) for t in grid], **fitted})
+                fitted = _fitted(model, schedule, labels, sampler, row["steps"], shape, cond, sampler)
+                out["rows"].append({**row, **fitted})
                 print(f"{name} {sampler} NFE {nfe}: FD {score['fd']:.1f} ({row['spacing']}) -> {fitted['fd']:.1f} "
-                      f"(fitted in {fit:.0f} s)", flush=True)
+                      f"(fitted in {fitted['fit_seconds']:.0f} s)", flush=True)
     return out
+
+
+def _fitted(model, schedule, labels, sampler: str, steps: int, shape: tuple, cond: dict, sample_with: str | None,
+            **fit_options) -> dict:
+    """``diffkit.optimize_timesteps`` on the calibration noise (timed), then ``labels`` sampled on the grid with
+    ``sample_with`` (None: the defaults table's sampler for that many steps): the row's fitted fields."""
+    import diffkit
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        grid = diffkit.optimize_timesteps(model, schedule, sampler, steps, shape,
+                                          generator=torch.Generator().manual_seed(CALIBRATION_SEED), cond=cond,
+                                          **fit_options)
+    seconds = time.perf_counter() - start
+    _, score = measure(model, schedule, labels, sampler=sample_with, steps=steps, timesteps=grid)
+    return {"grid": "fitted", "fit_seconds": seconds, "timesteps": [float(t) for t in grid], **score}
 
 
 def markdown(rep: dict) -> str:
@@ -73,7 +88,8 @@ def markdown(rep: dict) -> str:
              f"Machine: {rep['machine']}. {rep['n']} class-balanced samples per cell, seed 0; fitted grids: "
              f"`diffkit.optimize_timesteps` on {rep['calibration']} calibration samples of another seed. Generated "
              "by `python -m benchmarks.digits_grids` (what is measured: `diffkit.bench.digits_grids`). Cells: FD "
-             "(classifier accuracy); fit: wall seconds of optimize_timesteps.", ""]
+             "(classifier accuracy); fit: wall seconds of optimize_timesteps. The (default) row's fitted grid starts "
+             "from the table's grid.", ""]
     for name in rep["models"]:
         lines += [f"## {name}", "", "| sampler | " + " | ".join(f"NFE {n} default | NFE {n} fitted | fit s"
                                                             for n in rep["nfes"]) + " |",
