@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffkit.io.timesteps import MAX_BYTES, load_timesteps, save_timesteps
+from diffkit.io.timesteps import MAX_BYTES, load_timesteps, read_timesteps, save_timesteps
 from diffkit.schedules import Cosine, Linear, timesteps
 
 
@@ -20,6 +20,10 @@ def test_round_trip_is_exact(tmp_path):
     assert loaded.dtype == np.float64 and np.array_equal(loaded, grid)
     record = json.loads((tmp_path / "g.json").read_text())
     assert record["sampler"] == "dpmpp_2m" and record["schedule"]["name"] == "Linear"
+    grid_too, sampler = read_timesteps(tmp_path / "g.json", Linear())  # the grid and the sampler it was fitted for
+    assert np.array_equal(grid_too, grid) and sampler == "dpmpp_2m"
+    save_timesteps(tmp_path / "bare.json", grid, Linear())
+    assert read_timesteps(tmp_path / "bare.json", Linear())[1] is None  # no sampler recorded
 
 
 def test_another_schedule_is_refused(tmp_path):
@@ -54,6 +58,8 @@ def test_invalid_grids_are_refused_on_save_and_load(tmp_path):
      "unknown schedule 'Spline'"),
     ('{"format": "diffkit.timesteps", "version": 1, "schedule": {"name": "Linear", "beta_end": 2}, "timesteps": [9]}',
      "bad schedule"),
+    ('{"format": "diffkit.timesteps", "version": 1, "schedule": {"name": "Linear"}, "timesteps": [9], "sampler": 1}',
+     "\"sampler\" must be a sampler's name"),
 ])
 def test_malformed_files(tmp_path, text, match):
     (tmp_path / "g.json").write_text(text)
