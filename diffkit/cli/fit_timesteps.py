@@ -28,12 +28,11 @@ CALIBRATION_SEED = 1  # a seed diffkit sample does not use by default
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from diffkit.samplers import SAMPLERS
-    from diffkit.samplers.optimize import METHODS, REFINE_EVALS
+    from diffkit.samplers.optimize import METHODS, REFINE_EVALS, deterministic_samplers
     from diffkit.schedules.spacing import MAX_STEPS
 
-    deterministic = ", ".join(name for name, info in SAMPLERS.items() if not info.stochastic)
-    parser.add_argument("--sampler", default="dpmpp_2m", help=f"a deterministic sampler: one of {deterministic}")
+    parser.add_argument("--sampler", default="dpmpp_2m",
+                        help=f"a deterministic sampler: one of {', '.join(deterministic_samplers())}")
     parser.add_argument("--steps", type=integer(1, MAX_STEPS), default=10, help="visited timesteps of the grid")
     parser.add_argument("--guidance", type=real(), default=DEFAULT_GUIDANCE,
                         help="classifier-free guidance scale w the grid is fitted under (1: none)")
@@ -84,14 +83,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, sampler: str, fit, seconds: float) -> str:
     guided = "no guidance" if args.guidance == 1.0 else f"guidance {args.guidance:g}"
-    grid = ", ".join(f"{t:.4g}" for t in fit.timesteps)
+
+    def text(grid) -> str:
+        return ", ".join(f"{t:.4g}" for t in grid)
+
     return (f"{sampler}, {args.steps} steps, {guided}, {args.calibration} calibration samples (seed {args.seed}), "
             f"{args.method}\n"
             f"objective (mean distance to the teacher's sample): {fit.start_objective:.4g} on the start grid "
-            f"({', '.join(f'{t:.4g}' for t in fit.start)}) -> {fit.objective:.4g}\n"
+            f"({text(fit.start)}) -> {fit.objective:.4g}\n"
             f"fit took {seconds:.2f} s, {fit.model_calls} model calls per calibration sample "
             f"({fit.teacher_calls} for the teacher, {fit.student_runs} sampler runs)\n"
-            f"timesteps: {grid}")  # fmt: skip
+            f"timesteps: {text(fit.timesteps)}")  # fmt: skip
 
 
 def _same_flags(args: argparse.Namespace) -> str:

@@ -65,7 +65,8 @@ TEACHER_STEPS = 61  # candidate timesteps: GITS's num_steps_tea (launch.sh)
 TEACHER_SUBSTEPS = 2  # teacher steps per candidate interval (second-order teacher; see teacher.py)
 REFINE_EVALS = 4  # sampler runs per refined timestep (the refinement's budget is this times steps - 1)
 
-__all__ = ["METHODS", "GridFit", "deterministic_sampler", "fit_timesteps", "optimize_timesteps"]
+__all__ = ["METHODS", "GridFit", "deterministic_sampler", "deterministic_samplers", "fit_timesteps",
+           "optimize_timesteps"]
 
 
 @dataclass(frozen=True)
@@ -147,13 +148,18 @@ def _start_grid(schedule: Schedule, steps: int, start, spacing: str, spacing_giv
     return grid
 
 
+def deterministic_samplers() -> tuple[str, ...]:
+    """The registered samplers a grid can be fitted for (registry ``stochastic`` False)."""
+    return tuple(n for n, i in SAMPLERS.items() if not i.stochastic)
+
+
 def deterministic_sampler(name: str, options: Mapping[str, Any]) -> SamplerInfo:
     """The registry entry of ``name`` if a grid can be fitted for it with ``options``, else ValueError saying
     what is allowed."""
     info = get_sampler(name)
     if info.stochastic:
-        allowed = ", ".join(n for n, i in SAMPLERS.items() if not i.stochastic)
-        raise ValueError(f"timesteps are fitted for deterministic samplers; {name!r} is stochastic. Allowed: {allowed}")
+        raise ValueError(f"timesteps are fitted for deterministic samplers; {name!r} is stochastic. "
+                         f"Allowed: {', '.join(deterministic_samplers())}")
     unknown = sorted(set(options) - set(info.options))
     if unknown:
         raise ValueError(f"sampler {name!r} has no option(s) {', '.join(unknown)}; "
