@@ -166,7 +166,7 @@ def test_dp_path_is_gits_dp(seed, steps):
     ({"teacher": "ddpm"}, "'ddpm' is stochastic"),
     ({"method": "ld3"}, "unknown method 'ld3'; allowed: gits\\+refine, gits, refine"),
     ({"cost": "l1"}, "unknown cost 'l1'; allowed: l2, gits_l2, gits_dev"),
-    ({"order": 3}, "no option.*order; allowed: none"),
+    ({"order": 3}, "no option.*order; allowed: afs"),
     ({"steps": 0}, "steps must be an integer >= 1"),
     ({"coeff": 0.0}, "coeff must be a finite number > 0"),
     ({"refine_evals": -1}, "refine_evals must be an integer >= 0"),

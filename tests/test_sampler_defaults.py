@@ -47,9 +47,14 @@ def test_steps_only_is_the_table_choice_finite_with_n_calls(name):
         got = diffkit.sample(counter, schedule, steps=n, x=x)
         assert torch.isfinite(got).all(), (name, n)
         assert counter.calls == n
-        grid = timesteps(schedule, n, chosen.spacing, **chosen.grid_options)
+        grid = chosen.timesteps(schedule, n)  # n points, or n + 1 where the entry takes the analytical first step
+        assert len(grid) == n + bool(chosen.options.get("afs"))
         explicit = diffkit.sample(model, schedule, chosen.sampler, x=x, timesteps=grid, **chosen.options)
         torch.testing.assert_close(got, explicit, rtol=0, atol=0)
+
+
+def _calls_everywhere(options) -> dict:
+    return {k: v for k, v in options.items() if k != "afs"}
 
 
 def test_explicit_arguments_win(gmm2d, linear):
@@ -58,16 +63,20 @@ def test_explicit_arguments_win(gmm2d, linear):
     # an explicit sampler keeps its own default spacing (dpmpp_2m: karras), as before the table
     torch.testing.assert_close(diffkit.sample(gmm2d, linear, "dpmpp_2m", 6, x=x),
                                diffkit.sample(gmm2d, linear, "dpmpp_2m", 6, x=x, spacing="karras"), rtol=0, atol=0)
-    # an explicit spacing with the table's sampler
-    torch.testing.assert_close(diffkit.sample(gmm2d, linear, steps=6, x=x, spacing="trailing"),
+    # an explicit spacing with the table's sampler, a model call at every visited timestep (no afs)
+    counter = CountingModel(gmm2d)
+    torch.testing.assert_close(diffkit.sample(counter, linear, steps=6, x=x, spacing="trailing"),
                                diffkit.sample(gmm2d, linear, chosen.sampler, 6, x=x, spacing="trailing",
-                                              **chosen.options), rtol=0, atol=0)
+                                              **_calls_everywhere(chosen.options)), rtol=0, atol=0)
+    assert counter.calls == 6
     # an explicit grid: the table's sampler for its length
-    grid = timesteps(linear, 9, "logsnr")
-    nine = default_for(linear, 9)
-    torch.testing.assert_close(diffkit.sample(gmm2d, linear, x=x, timesteps=grid),
-                               diffkit.sample(gmm2d, linear, nine.sampler, x=x, timesteps=grid, **nine.options),
-                               rtol=0, atol=0)
+    grid = timesteps(linear, 5, "logsnr")
+    five = default_for(linear, 5)
+    counter = CountingModel(gmm2d)
+    torch.testing.assert_close(diffkit.sample(counter, linear, x=x, timesteps=grid),
+                               diffkit.sample(gmm2d, linear, five.sampler, x=x, timesteps=grid,
+                                              **_calls_everywhere(five.options)), rtol=0, atol=0)
+    assert counter.calls == 5
     # nothing: DEFAULT_STEPS steps of the table's choice for it
     counter = CountingModel(gmm2d)
     diffkit.sample(counter, linear, x=x)

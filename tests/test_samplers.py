@@ -180,8 +180,10 @@ def test_unknown_sampler_lists_the_registry(gmm2d, linear):
 def test_unknown_option_lists_allowed(gmm2d, linear):
     with pytest.raises(ValueError, match="no option.*order; allowed: eta"):
         diffkit.sample(gmm2d, linear, "ddim", x=noise((2, 2)), order=3)
-    with pytest.raises(ValueError, match="allowed: none"):
+    with pytest.raises(ValueError, match="no option.*eta; allowed: afs$"):
         diffkit.sample(gmm2d, linear, "dpmpp_2m", x=noise((2, 2)), eta=0.5)
+    with pytest.raises(ValueError, match="allowed: none"):
+        diffkit.sample(gmm2d, linear, "euler", x=noise((2, 2)), eta=0.5)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -10,7 +10,8 @@ noise (seed 2, 128 samples) and is scored by its median per-sample error against
 (``exact_sample``) divided by the best configuration's in the same (problem, steps) cell. A
 configuration's score for a family and a step count is the geometric mean of that ratio over
 the three mixtures; ``best`` lists the lowest. Only samplers with one model call a step are
-candidates, so ``steps`` = NFE.
+candidates, so ``steps`` = NFE; a configuration with ``afs=True`` (the analytical first step) visits
+``steps`` + 1 timesteps, the first without a model call.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ CONFIGS: tuple[tuple[str, dict], ...] = (
     ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"}), ("ipndm", {"final": "adams"}),
     ("ipndm", {"order": 2, "variant": "fixed", "final": "adams"}),
     ("deis", {"final": "adams"}), ("deis", {"variant": "logrho", "final": "adams"}),
+    # with the analytical first step (afs): n + 1 timesteps for n calls, the first taken without one
+    ("ipndm", {"order": 3, "variant": "fixed", "afs": True}),
+    ("ipndm", {"order": 3, "variant": "fixed", "final": "adams", "afs": True}),
+    ("deis", {"variant": "logrho", "final": "adams", "afs": True}), ("unipc", {"order": 3, "afs": True}),
 )
 SAMPLES, SEED = 128, 2
 
@@ -76,7 +81,7 @@ def scan(families: Iterable[str] = tuple(FAMILIES), models: Iterable[str] = tupl
                 for name, options in configs:
                     for spacing, grid_options in grids(schedule, options):
                         try:  # no such grid here (karras at zero SNR, rho at t_min < 0) or repeated steps
-                            ts = timesteps(schedule, n, spacing, **grid_options)
+                            ts = timesteps(schedule, n + bool(options.get("afs")), spacing, **grid_options)
                         except ValueError:
                             continue
                         x0 = sample(model, schedule, name, x=x, timesteps=ts, **options)

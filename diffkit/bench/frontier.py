@@ -9,7 +9,8 @@ median over samples of the per-sample RMS error against the exact probability-fl
     evaluation noise itself (the peers' most favourable choice);
 (b) diffkit's best configuration: every deterministic sampler configuration (``CONFIGS``) on every
     grid of ``grids`` (each spacing the schedule has, time_uniform rho = 2, the arcsine beta, and for
-    ``final="adams"`` the open grids), ``FITTED`` configurations on grids from ``diffkit.fit_timesteps``
+    ``final="adams"`` the open grids), some with the analytical first step (``afs``: one timestep
+    more for the same calls), ``FITTED`` configurations on grids from ``diffkit.fit_timesteps``
     (its default method, with ``FIT_OPTIONS``; the fit's seconds and model calls are reported), and
     the default's sampler on a grid fitted from the default's grid (``start=``: "fitted from the
     default grid");
@@ -62,6 +63,11 @@ CONFIGS: tuple[tuple[str, dict], ...] = (
     *(("deis", {"order": k, "variant": v}) for k in (2, 3) for v in ("tab", "logrho")),
     *(("ipndm", {"order": k, "variant": "fixed", "final": "adams"}) for k in (2, 3, 4)),
     *(("deis", {"order": 3, "variant": v, "final": "adams"}) for v in ("tab", "logrho")),
+    # with the analytical first step (afs): one timestep more for the same calls, the first without one
+    *(("ipndm", {"order": k, "variant": "fixed", "final": "adams", "afs": True}) for k in (2, 3, 4)),
+    ("ipndm", {"order": 3, "variant": "fixed", "afs": True}),
+    ("deis", {"variant": "logrho", "final": "adams", "afs": True}), ("unipc", {"order": 3, "afs": True}),
+    ("dpmpp_3m", {"afs": True}),
 )
 # configurations also run on grids fitted by diffkit.fit_timesteps (its default method, gits+refine)
 FITTED: tuple[tuple[str, dict], ...] = (
@@ -69,6 +75,7 @@ FITTED: tuple[tuple[str, dict], ...] = (
     ("ipndm", {"order": 3, "variant": "fixed"}), ("deis", {}), ("deis", {"variant": "logrho"}),
     ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"}), ("deis", {"final": "adams"}),
     ("deis", {"variant": "logrho", "final": "adams"}),
+    ("ipndm", {"order": 3, "variant": "fixed", "final": "adams", "afs": True}),
 )
 # fit_timesteps' refinement budget here: 32 sampler runs per refined timestep instead of its default 4
 # (measured: 16 gave 1.2-3x lower error than 4 at NFE 5-6 on gmm2d and the image mixture for about twice the fit
@@ -133,8 +140,9 @@ def _counted(model, schedule: Schedule, *args, **kwargs) -> tuple[torch.Tensor, 
         return sample(counter, schedule, *args, **kwargs), counter.calls
 
 
-def _steps(name: str, nfe: int) -> int:
-    return (nfe - 1) // SAMPLERS[name].evals_per_step + 1  # most visited timesteps within the budget
+def _steps(name: str, nfe: int, options: Mapping) -> int:
+    """The most visited timesteps within ``nfe`` calls (one more with ``afs``: the first takes no call)."""
+    return (nfe - 1) // SAMPLERS[name].evals_per_step + 1 + int(bool(options.get("afs")))
 
 
 def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, refine_default: bool = True,
@@ -145,20 +153,22 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, ref
     for name, options in configs:
         for spacing, grid_options in grids(p.schedule, options):
             try:  # a grid that cannot give this many distinct steps here
-                ts = timesteps(p.schedule, _steps(name, nfe), spacing, **grid_options)
+                ts = timesteps(p.schedule, _steps(name, nfe, options), spacing, **grid_options)
             except ValueError:
                 continue
             x0, calls = _counted(p.model, p.schedule, name, x=p.noise["selection"], timesteps=ts, **options)
             rows.append({"sampler": name, "options": options, "spacing": grid_label(spacing, grid_options),
-                         "timesteps": ts.tolist(), "steps": _steps(name, nfe),
+                         "timesteps": ts.tolist(), "steps": len(ts),
                          "calls": calls,
                          "selection_error": median_error(x0, p.exact["selection"])})
     fit_options = {**FIT_OPTIONS, **fit_options}
-    rows += [_fitted(p, name, options, _steps(name, nfe), "fitted", **fit_options) for name, options in fitted]
-    if refine_default:  # the table's sampler, its grid the fit's start
-        chosen = default_for(p.schedule, nfe)  # every entry makes one model call a step
-        rows.append(_fitted(p, chosen.sampler, dict(chosen.options), nfe, "fitted from the default grid",
-                            start=chosen.timesteps(p.schedule, nfe), **fit_options))
+    rows += [_fitted(p, name, options, _steps(name, nfe, options), "fitted", **fit_options)
+             for name, options in fitted]
+    if refine_default:  # the table's sampler, its grid (nfe calls) the fit's start
+        chosen = default_for(p.schedule, nfe)
+        start = chosen.timesteps(p.schedule, nfe)
+        rows.append(_fitted(p, chosen.sampler, dict(chosen.options), len(start), "fitted from the default grid",
+                            start=start, **fit_options))
     return rows
 
 

@@ -17,7 +17,9 @@ peer at the most steps whose calls fit in n. The peers and the grids they use by
   polynomial rho 7), DEIS-tAB3 and tAB4 (time_uniform rho 2 in its VP-SDE time; its launch.sh
   passes max_order 4 under the name "DEIS-tAB3") and DPM-Solver++(3M) (logsnr; without the
   dynamic thresholding its port assumes pixel data for), as its launch.sh runs them, each both
-  ways it ends: at sigma_min with NFE + 1 timestamps (its default) and with ``denoise_to_zero``.
+  ways it ends: at sigma_min with NFE + 1 timestamps (its default) and with ``denoise_to_zero``;
+  and each of those again with its analytical first step (``--afs``: one timestamp more, the
+  first without a model call), which diffkit's samplers offer too (``afs=True``).
 - iPNDM + GITS (``diffkit.bench.peers.gits``): GITS's own teacher, cost and dynamic programme on
   256 warm-up noises (the problem's calibration noise, never the evaluation x_T); its cost
   (seconds, model calls per warm-up sample) is reported beside it.
@@ -71,10 +73,10 @@ def _dpm_fast(model, schedule, nfe, x, warmup):
         peers.kdiffusion_denoiser(model, schedule), x_k, float(sigma[0]), float(sigma[1]), nfe, disable=True), {}
 
 
-def _diff_sampler(name: str, order: int, denoise_to_zero: bool) -> Callable:
+def _diff_sampler(name: str, order: int, denoise_to_zero: bool, afs: bool = False) -> Callable:
     def run(model, schedule, nfe, x, warmup):
         return diff_sampler.run_diff_sampler_own(name, model, schedule, nfe, x, order=order,
-                                                 denoise_to_zero=denoise_to_zero), {}
+                                                 denoise_to_zero=denoise_to_zero, afs=afs), {}
     return run
 
 
@@ -102,7 +104,9 @@ PEERS: tuple[Peer, ...] = (
     Peer("dpmpp_3m_sde eta=0 (karras)", "k-diffusion",
          _kdiffusion("sample_dpmpp_3m_sde", eta=0.0, noise_sampler=_no_noise)),
     Peer("dpm_fast (own steps)", "k-diffusion", _dpm_fast),
-    *(Peer(f"{label} ({grid}{', denoise_to_zero' if dz else ''})", "diff-sampler", _diff_sampler(name, order, dz))
+    *(Peer(f"{label} ({grid}{', denoise_to_zero' if dz else ''}{', AFS' if afs else ''})", "diff-sampler",
+           _diff_sampler(name, order, dz, afs))
+      for afs in (False, True)
       for name, order, label, grid in (("ipndm", 4, "iPNDM", "poly rho 7"), ("ipndm_v", 4, "iPNDM_v", "poly rho 7"),
                                        ("deis", 3, "DEIS-tAB3", "time_uniform rho 2"),
                                        ("deis", 4, "DEIS-tAB4", "time_uniform rho 2"),

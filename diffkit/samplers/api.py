@@ -89,7 +89,8 @@ def sample(
     ``sampler`` is a registered name (see ``diffkit.SAMPLERS``) or a function with
     the sampler signature; left out (None), the sampler, its options and the spacing
     come from the measured table of :mod:`diffkit.samplers.defaults` for this schedule's
-    family and this many steps (N steps = N model calls) with the table's grid, a given
+    family and this many steps (N steps = N model calls: N visited timesteps, or N + 1 where the
+    table takes the analytical first step, ``afs``) with the table's grid, a given
     ``spacing`` or ``timesteps`` still winning. The visited timesteps are ``steps``
     (default 20) of ``spacing`` (default: the sampler's own, see the registry, where the
     schedule has it, else the schedule's own: flow matching and zero terminal SNR start
@@ -112,6 +113,8 @@ def sample(
         sampler, options = chosen.sampler, dict(chosen.options)
         if spacing is None and timesteps is None:  # the table's grid: its spacing with its grid options
             timesteps = chosen.timesteps(schedule, n)
+        else:  # the caller's grid or spacing: a model call at every visited timestep
+            options.pop("afs", None)
     if callable(sampler):
         fn, default_spacing = sampler, "karras"
     else:

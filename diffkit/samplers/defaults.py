@@ -84,8 +84,9 @@ class Default:
     grid_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def timesteps(self, schedule: Schedule, steps: int) -> np.ndarray:
-        """The visited grid: ``diffkit.timesteps(schedule, steps, spacing, **grid_options)``."""
-        return timesteps(schedule, steps, self.spacing, **self.grid_options)
+        """The visited grid for ``steps`` model calls: ``diffkit.timesteps(schedule, steps, spacing, **grid_options)``,
+        with one timestep more where the entry takes the analytical first step (``afs``: no call there)."""
+        return timesteps(schedule, steps + int(bool(self.options.get("afs"))), self.spacing, **self.grid_options)
 
 
 def _d(from_steps: int, sampler: str, spacing: str, options: dict[str, Any], **grid_options: Any) -> Default:

@@ -29,7 +29,7 @@ FINALS = ("data", "adams")  # the final step to sigma = 0: the data prediction, 
 
 
 def sample_deis(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None, order: int = 3,
-                variant: str = "tab", final: str = "data"):
+                variant: str = "tab", final: str = "data", afs: bool = False):
     """Exponential integrator with the noise prediction extrapolated by a polynomial; deterministic.
 
     With the last k = min(order, i + 1) eps (eps_0 current) and the weights w_j of
@@ -57,11 +57,15 @@ def sample_deis(eps_model, x, schedule, timesteps, *, generator=None, callback=N
     diff-sampler's deis (tab; with ``final="adams"``, its loop run to sigma_k = 0) and
     diffusers' DEIS (logrho); a node at zero SNR (tau = inf) leaves the basis, so the
     step after a zero-SNR start is first order. ``generator`` is unused.
+    ``afs=True`` takes the analytical first step: eps at the first timestep is x_T scaled to unit variance
+    instead of a model call (:func:`~diffkit.samplers.model_calls.analytic_prediction`), so N timesteps
+    cost N - 1 calls.
     """
     order = check_order("deis", order, 3)
     variable = VARIABLES[check_choice("deis", "variant", variant, tuple(VARIABLES))]
     final = check_choice("deis", "final", final, FINALS)
-    run = SamplerRun("deis", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
+    run = SamplerRun("deis", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond,
+                    afs=afs)
     eps: list[LinComb] = []  # newest first
     lams: list[float] = []
     for step in run.steps:

@@ -7,7 +7,8 @@ import math
 from diffkit.samplers.run import SamplerRun
 
 
-def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None):
+def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None,
+                    afs: bool = False):
     """Second-order multistep exponential integrator in the data prediction x0, deterministic.
 
     With h = lambda_n - lambda_t, h_prev the previous step and r = h_prev / h:
@@ -20,8 +21,12 @@ def sample_dpmpp_2m(eps_model, x, schedule, timesteps, *, generator=None, callba
     (DPM-Solver-1 = DDIM); results equal diffusers' DPMSolverMultistepScheduler
     (dpmsolver++, solver_order=2, final_sigmas_type="zero"). ``generator`` is
     accepted for the common signature and unused.
+    ``afs=True`` takes the analytical first step: eps at the first timestep is x_T scaled to unit variance
+    instead of a model call (:func:`~diffkit.samplers.model_calls.analytic_prediction`), so N timesteps
+    cost N - 1 calls.
     """
-    run = SamplerRun("dpmpp_2m", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
+    run = SamplerRun("dpmpp_2m", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond,
+                    afs=afs)
     x0_prev = h_prev = None
     for step in run.steps:
         p = run.predict(x, step)

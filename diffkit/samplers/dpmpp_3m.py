@@ -14,7 +14,7 @@ D2_FACTOR = {"exact": 2.0, "published": 1.0}  # c below
 
 
 def sample_dpmpp_3m(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None,
-                    variant: str = "exact"):
+                    variant: str = "exact", afs: bool = False):
     """Third-order multistep exponential integrator in the data prediction x0, deterministic.
 
     With h = lambda_n - lambda_0, h_0 = lambda_0 - lambda_1, h_1 = lambda_1 - lambda_2,
@@ -40,9 +40,13 @@ def sample_dpmpp_3m(eps_model, x, schedule, timesteps, *, generator=None, callba
     with 2 or 3 visited timesteps either is dpmpp_2m. After
     a start at zero SNR (h_1 = inf) the third-order terms vanish: that step is 2M.
     ``generator`` is unused.
+    ``afs=True`` takes the analytical first step: eps at the first timestep is x_T scaled to unit variance
+    instead of a model call (:func:`~diffkit.samplers.model_calls.analytic_prediction`), so N timesteps
+    cost N - 1 calls.
     """
     c = D2_FACTOR[check_choice("dpmpp_3m", "variant", variant, tuple(D2_FACTOR))]
-    run = SamplerRun("dpmpp_3m", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
+    run = SamplerRun("dpmpp_3m", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond,
+                    afs=afs)
     x0s: list[LinComb] = []  # newest first: x0 predictions,
     hs: list[float] = []  # and the steps in lambda between them
     for step in run.steps:

@@ -25,7 +25,7 @@ _AB = {1: (1.0,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 2
 
 
 def sample_ipndm(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None,
-                 order: int = 4, variant: str = "variable", final: str = "data"):
+                 order: int = 4, variant: str = "variable", final: str = "data", afs: bool = False):
     """Adams-Bashforth in sigma_k on the noise prediction, with lower-order warm-up; deterministic.
 
     In x_k = x / alpha, dx_k/dsigma_k = eps. With the last k = min(order, i + 1) eps
@@ -55,11 +55,15 @@ def sample_ipndm(eps_model, x, schedule, timesteps, *, generator=None, callback=
     1-4) and ipndm_v ("variable", orders 1-2). After a start at zero SNR
     (sigma_k = inf) "variable" drops that node: the next step is first order;
     "fixed" stays finite. ``generator`` is accepted for the common signature and unused.
+    ``afs=True`` takes the analytical first step: eps at the first timestep is x_T scaled to unit variance
+    instead of a model call (:func:`~diffkit.samplers.model_calls.analytic_prediction`), so N timesteps
+    cost N - 1 calls.
     """
     order = check_order("ipndm", order, 4)
     variant = check_choice("ipndm", "variant", variant, VARIANTS)
     final = check_choice("ipndm", "final", final, FINALS)
-    run = SamplerRun("ipndm", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
+    run = SamplerRun("ipndm", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond,
+                    afs=afs)
     eps: list[LinComb] = []  # newest first
     lams: list[float] = []
     for step in run.steps:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from diffkit.conversions import PREDICTION_TYPES, prediction_coefficients
@@ -50,6 +51,24 @@ def _combination(cx: float, x: torch.Tensor, cout: float, out: torch.Tensor) -> 
     if cx == 0.0:
         return LinComb(((cout, out),))
     return LinComb(((cx, x), (cout, out)))
+
+
+def analytic_prediction(x: torch.Tensor, at: Point, dtype: torch.dtype) -> Prediction:
+    """The analytical first step's prediction at ``at``, with no model call (AFS: Zhou et al. 2024, "Fast
+    ODE-based Sampling for Diffusion Models in Around 5 Steps", arXiv:2312.00094; zju-pi/diff-sampler's ``afs``).
+
+    Where sampling starts, x_t is almost pure noise, so eps is taken as x_t scaled to unit variance:
+
+        eps = x / r,   x0 = (x - sigma eps) / alpha = alpha x / (r (r + sigma)),   r = sqrt(alpha^2 + sigma^2)
+
+    i.e. diff-sampler's d = x_k / sqrt(1 + sigma_k^2) in x_k = x / alpha, written for every family:
+    eps = x_t on a variance-preserving schedule, x / sqrt(1 + sigma^2) on EDM's. It takes the data
+    mean for 0, so its error is about alpha E[x0] in eps: small where alpha(t_max) is small and the
+    data are centred. At zero SNR eps = x_T is exact, and x0 is taken as 0.
+    """
+    r = float(np.hypot(at.alpha, at.sigma))
+    return Prediction(LinComb(((1.0, x),)), LinComb(((1.0 / r, x),)),
+                      LinComb(((at.alpha / (r * (r + at.sigma)), x),)), dtype)
 
 
 def _where(step: int, at: Point) -> str:

@@ -54,7 +54,8 @@ SAMPLERS: MappingProxyType = MappingProxyType(
                   {"variance": "fixed_small"}, default_spacing="leading", stochastic=True),
             _info("ddim", sample_ddim, "DDIM (Song et al. 2021); eta=0 deterministic, eta=1 ancestral",
                   {"eta": 0.0}),
-            _info("dpmpp_2m", sample_dpmpp_2m, "DPM-Solver++(2M) (Lu et al. 2022): 2nd-order multistep ODE solver"),
+            _info("dpmpp_2m", sample_dpmpp_2m, "DPM-Solver++(2M) (Lu et al. 2022): 2nd-order multistep ODE solver",
+                  {"afs": False}),
             _info("dpmpp_2m_sde", sample_dpmpp_2m_sde, "DPM-Solver++(2M) SDE: 2nd-order multistep SDE solver",
                   {"eta": 1.0, "noise_sampler": None}, stochastic=True),
             _info("dpmpp_sde", sample_dpmpp_sde, "DPM++ SDE: two-stage stochastic solver with Brownian-tree noise",
@@ -72,18 +73,18 @@ SAMPLERS: MappingProxyType = MappingProxyType(
                   {"eta": 1.0, "noise_sampler": None, "variant": "published"}, stochastic=True),
             _info("dpmpp_3m", sample_dpmpp_3m,
                   "DPM-Solver++(3M) (Lu et al. 2022): 3rd-order multistep; variant exact|published (diffusers)",
-                  {"variant": "exact"}),
+                  {"variant": "exact", "afs": False}),
             _info("unipc", sample_unipc,
                   "UniPC (Zhao et al. 2023): multistep predictor-corrector; order 1-3, variant bh1|bh2",
-                  {"order": 2, "variant": "bh2", "corrector": True}),
+                  {"order": 2, "variant": "bh2", "corrector": True, "afs": False}),
             _info("ipndm", sample_ipndm,
                   "iPNDM (Zhang & Chen 2022): Adams-Bashforth on eps in sigma_k; order 1-4, variant variable|fixed, "
                   "final data|adams",
-                  {"order": 4, "variant": "variable", "final": "data"}),
+                  {"order": 4, "variant": "variable", "final": "data", "afs": False}),
             _info("deis", sample_deis,
                   "DEIS (Zhang & Chen 2022): eps extrapolated in time; order 1-3, variant tab|logrho (diffusers), "
                   "final data|adams",
-                  {"order": 3, "variant": "tab", "final": "data"}),
+                  {"order": 3, "variant": "tab", "final": "data", "afs": False}),
         )
     }
 )

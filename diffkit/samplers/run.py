@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from diffkit.samplers.lincomb import LinComb
-from diffkit.samplers.model_calls import Callback, EpsModel, ModelCalls, Prediction
+from diffkit.samplers.model_calls import Callback, EpsModel, ModelCalls, Prediction, analytic_prediction
 from diffkit.samplers.noise import GeneratorArg, check_generator, randn
+from diffkit.samplers.options import check_choice
 from diffkit.samplers.timetable import Grid, Point, Step, TimestepsLike, make_steps, points_at_lambda
 from diffkit.samplers.workspace import Workspace
 from diffkit.schedules.base import Schedule
@@ -48,6 +49,7 @@ class SamplerRun:
         generator: GeneratorArg = None,  # randomness of the stochastic samplers
         callback: Callback | None = None,  # callback(i, t, x_t, x0) at every visited timestep
         cond: Mapping[str, Any] | None = None,  # keyword arguments of every model call
+        afs: bool = False,  # the analytical first step: no model call at the first timestep (analytic_prediction)
     ) -> None:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 1 or x.shape[0] < 1:
             raise TypeError(f"{name}: x must be a floating-point tensor of shape [B, ...] with B >= 1, got "
@@ -65,6 +67,11 @@ class SamplerRun:
         self.workspace = Workspace()
         self.x_T, self.dtype = x, state_dtype(x)
         self._step = 0
+        self.afs = check_choice(name, "afs", afs, (False, True))
+        if self.afs and (len(self.steps) < 2 or not self.denoising):
+            raise ValueError(f"{name}: afs (the analytical first step) needs a denoising grid of at least 2 "
+                             f"timesteps (it replaces the first model call), got {len(self.steps)} timestep(s)"
+                             f"{'' if self.denoising else ' going up in noise'}")
 
     def points_at_lambda(self, lams: Sequence[float]) -> list[Point]:
         """Points between visited timesteps (multi-stage steps) at the half log-SNRs ``lams``."""
@@ -77,7 +84,10 @@ class SamplerRun:
         else:
             where = at
         state = self.state(x)
-        p = self.calls(state, where, self._step)
+        if self.afs and isinstance(at, Step) and at.i == 0:  # x_T as the noise: no model call
+            p = analytic_prediction(state, where, self.calls.model_dtype)
+        else:
+            p = self.calls(state, where, self._step)
         if self.callback is not None and isinstance(at, Step):
             self.callback(at.i, where.t, state, p.x0.evaluate(dtype=self.dtype))
         return p

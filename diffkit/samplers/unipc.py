@@ -13,7 +13,7 @@ VARIANTS = ("bh1", "bh2")
 
 
 def sample_unipc(eps_model, x, schedule, timesteps, *, generator=None, callback=None, cond=None,
-                 order: int = 2, variant: str = "bh2", corrector: bool = True):
+                 order: int = 2, variant: str = "bh2", corrector: bool = True, afs: bool = False):
     """UniP-p predictor and UniC corrector in the data prediction x0, multistep in lambda; deterministic.
 
     From x_0 (at lambda_0, prediction m_0) to n with h = lambda_n - lambda_0, earlier
@@ -36,11 +36,15 @@ def sample_unipc(eps_model, x, schedule, timesteps, *, generator=None, callback=
     final_sigmas_type="zero", disable_corrector = every step without corrector);
     without corrector (bh2) order 1 is DDIM, order 2 dpmpp_2m, order 3 below 15 steps
     dpmpp_3m "exact".
+    ``afs=True`` takes the analytical first step: eps at the first timestep is x_T scaled to unit variance
+    instead of a model call (:func:`~diffkit.samplers.model_calls.analytic_prediction`), so N timesteps
+    cost N - 1 calls.
     """
     order = check_order("unipc", order, 3)
     variant = check_choice("unipc", "variant", variant, VARIANTS)
     corrector = check_choice("unipc", "corrector", corrector, (True, False))
-    run = SamplerRun("unipc", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond)
+    run = SamplerRun("unipc", eps_model, x, schedule, timesteps, generator=generator, callback=callback, cond=cond,
+                    afs=afs)
     m: list[LinComb] = []  # newest first
     lams: list[float] = []
     pending = None  # what the corrector needs from the last step

@@ -17,9 +17,10 @@ One departure, for exactness: diff-sampler integrates the DEIS tAB coefficients
 with a left Riemann sum of 10,000 points (relative error ~1e-4, so the weights
 of a step do not even sum to its sigma_k increment); here they come from adaptive
 quadrature (scipy ``quad``) of the same integrand. AFS (analytical first step) is
-off, as in diff-sampler's defaults. Its ``dpm_pp_sampler`` and ``unipc_sampler``
-apply ``dynamic_thresholding_fn`` to every data prediction whatever the flags
-(clamp to [-1, 1], or rescale by the 99.5% quantile of |x0| when that exceeds 1),
+off by default, as in diff-sampler; ``afs=True`` turns it on (the first direction
+d = x_k / sqrt(1 + sigma_k^2) without a model call, as its solvers.py writes it).
+Its ``dpm_pp_sampler`` and ``unipc_sampler`` apply ``dynamic_thresholding_fn`` to every
+data prediction whatever the flags (clamp to [-1, 1], or rescale by the 99.5% quantile of |x0| when that exceeds 1),
 which assumes pixel data; the port of ``dpm_pp`` leaves it out.
 
 The peers at diff-sampler's own settings (``run_diff_sampler_own``): its time grids
@@ -107,18 +108,21 @@ _COEFFICIENTS = {"ipndm": _ipndm_fixed, "ipndm_v": _ipndm_variable, "deis": _dei
 
 
 def adams_sampler(name: str, denoise: Denoiser, x_k: torch.Tensor, t: Sequence[float], order: int, *,
-                  denoise_to_zero: bool = True, trajectory: list | None = None) -> torch.Tensor:
+                  denoise_to_zero: bool = True, trajectory: list | None = None, afs: bool = False) -> torch.Tensor:
     """diff-sampler's ipndm / ipndm_v / deis loop: x_k <- x_k + sum_j c_j d_j with warm-up order min(order, i + 1).
 
     Returns D(x_k, t[-1]) (``denoise_to_zero``) or the state at t[-1]. ``trajectory``, if given,
     receives (states, directions): the M states at t and the M - 1 directions d (``return_inters``,
-    ``return_eps``).
+    ``return_eps``). ``afs``: its analytical first step, d = x_k / sqrt(1 + t_0^2) without a call.
     """
     d_hist: list[torch.Tensor] = []  # newest first
     states, directions = [x_k], []
     ones = x_k.new_ones(x_k.shape[0])
     for i in range(len(t) - 1):
-        d = (x_k - denoise(x_k, t[i] * ones)) / t[i]
+        if afs and i == 0:
+            d = x_k / math.sqrt(1 + t[0] ** 2)
+        else:
+            d = (x_k - denoise(x_k, t[i] * ones)) / t[i]
         d_hist = [d, *d_hist][:order]
         coeffs = _COEFFICIENTS[name](i, t, len(d_hist))
         x_k = x_k + sum(c * dj for c, dj in zip(coeffs, d_hist))
@@ -130,13 +134,18 @@ def adams_sampler(name: str, denoise: Denoiser, x_k: torch.Tensor, t: Sequence[f
     return denoise(x_k, t[-1] * ones) if denoise_to_zero else x_k
 
 
-def dpm_pp_sampler(denoise: Denoiser, x_k: torch.Tensor, t: Sequence[float], order: int = 3) -> torch.Tensor:
-    """``dpm_pp_sampler`` with lower_order_final over ``t`` (ending at 0: the last step is the data prediction)."""
+def dpm_pp_sampler(denoise: Denoiser, x_k: torch.Tensor, t: Sequence[float], order: int = 3, *,
+                   afs: bool = False) -> torch.Tensor:
+    """``dpm_pp_sampler`` with lower_order_final over ``t`` (ending at 0: the last step is the data prediction);
+    ``afs``: its analytical first step, D = x_k - t_0 x_k / sqrt(1 + t_0^2) without a call."""
     ones = x_k.new_ones(x_k.shape[0])
     lam = [-math.log(s) if s > 0 else math.inf for s in t]
     models: list[torch.Tensor] = []  # oldest first, as diff-sampler's buffer
     for i in range(len(t) - 1):
-        models.append(denoise(x_k, t[i] * ones))
+        if afs and i == 0:
+            models.append(x_k - t[0] * x_k / math.sqrt(1 + t[0] ** 2))
+        else:
+            models.append(denoise(x_k, t[i] * ones))
         step_order = i + 1 if i + 1 < order else min(order, len(t) - (i + 1))
         h = lam[i + 1] - lam[i]
         phi_1 = math.expm1(-h)
@@ -186,30 +195,32 @@ OWN_GRIDS: dict[str, tuple[str, float, int]] = {
 
 
 def run_diff_sampler_own(name: str, eps_model: EpsModel, schedule: Schedule, nfe: int, x: torch.Tensor, *,
-                         order: int | None = None, denoise_to_zero: bool = False) -> torch.Tensor:
+                         order: int | None = None, denoise_to_zero: bool = False, afs: bool = False) -> torch.Tensor:
     """diff-sampler's solver ``name`` on its own grid (``OWN_GRIDS``) with ``nfe`` model calls, from the VP x_T ``x``.
 
     Returns the state x_k = x / alpha at sigma_min, or with ``denoise_to_zero`` the data
-    prediction there (module docstring). ``order`` defaults to launch.sh's max_order.
+    prediction there (module docstring). ``order`` defaults to launch.sh's max_order. ``afs``: its
+    analytical first step, which saves the first call, so the grid has one timestamp more.
     """
     kind, rho, own_order = OWN_GRIDS[name]
     sigma_k = schedule.sigma_k(np.array([schedule.t_min, schedule.t_max], dtype=np.float64))
-    t = edm_schedule(kind, nfe if denoise_to_zero else nfe + 1, float(sigma_k[0]), float(sigma_k[1]), rho)
+    points = (nfe if denoise_to_zero else nfe + 1) + int(afs)
+    t = edm_schedule(kind, points, float(sigma_k[0]), float(sigma_k[1]), rho)
     denoise = kdiffusion_denoiser(eps_model, schedule)
     x_k = vp_to_k(x, schedule, schedule.t_max)
     if name == "dpm_pp":  # its last step to sigma = 0 is the denoising call
-        return dpm_pp_sampler(denoise, x_k, [*t, 0.0] if denoise_to_zero else t, order or own_order)
-    return adams_sampler(name, denoise, x_k, t, order or own_order, denoise_to_zero=denoise_to_zero)
+        return dpm_pp_sampler(denoise, x_k, [*t, 0.0] if denoise_to_zero else t, order or own_order, afs=afs)
+    return adams_sampler(name, denoise, x_k, t, order or own_order, denoise_to_zero=denoise_to_zero, afs=afs)
 
 
 def run_diff_sampler(name: str, eps_model: EpsModel, schedule: Schedule, timesteps: Sequence[float],
-                     x: torch.Tensor, *, order: int) -> torch.Tensor:
+                     x: torch.Tensor, *, order: int, afs: bool = False) -> torch.Tensor:
     """diff-sampler's solver ``name`` (ipndm, ipndm_v, deis, dpm_pp) from the VP state ``x`` at ``timesteps[0]``."""
     denoise = kdiffusion_denoiser(eps_model, schedule)
     t = [float(s) for s in schedule.sigma_k(np.asarray(timesteps, dtype=np.float64))]
     x_k = vp_to_k(x, schedule, float(timesteps[0]))
     if name == "dpm_pp":
-        return dpm_pp_sampler(denoise, x_k, [*t, 0.0], order)
+        return dpm_pp_sampler(denoise, x_k, [*t, 0.0], order, afs=afs)
     if name not in _COEFFICIENTS:
         raise ValueError(f"no diff-sampler peer {name!r}; available: {', '.join([*_COEFFICIENTS, 'dpm_pp'])}")
-    return adams_sampler(name, denoise, x_k, t, order)
+    return adams_sampler(name, denoise, x_k, t, order, afs=afs)
