@@ -51,10 +51,11 @@ def test_image_mixture_is_image_shaped_and_deterministic():
 
 
 def test_defaults_scan_scores_and_names_the_table_choice(tmp_path):
+    afs = {"order": 3, "variant": "fixed", "final": "adams", "afs": True}  # the table's at 3 steps on Linear
     results = defaults_scan.scan(["linear", "flow"], ["gmm2d"], steps=[3], samples=8,
-                                 configs=(("ddim", {}), ("ipndm", {"order": 3, "variant": "fixed", "final": "adams"})))
+                                 configs=(("ddim", {}), ("ipndm", afs)))
     linear = dict(results["scores"]["linear"][3])
-    choice = "ipndm order=3 variant=fixed final=adams @ time_uniform rho=2 endpoint=False"
+    choice = "ipndm order=3 variant=fixed final=adams afs=True @ time_uniform rho=2 endpoint=False"
     assert min(linear.values()) == 1.0 and choice in linear and "ddim @ time_uniform rho=2" in linear
     assert "ddim @ logsnr endpoint=False" not in linear  # open grids only where the final step keeps the order
     assert "ddim @ karras" not in dict(results["scores"]["flow"][3])  # no karras grid from zero SNR

@@ -18,6 +18,7 @@ from diffkit.digits.evaluate import (
     sample_digits,
 )
 from diffkit.digits.pretrained import load_pretrained
+from diffkit.samplers.defaults import default_for
 from diffkit.schedules import Linear
 from diffkit.unet import UNet, UNetConfig
 
@@ -115,3 +116,21 @@ def test_embedded_model_draws_recognisable_digits():
     # against a real-vs-real floor of 117 at the same set size (seeds 0 and 1); uniform noise scores ~2,600.
     assert result["accuracy"] >= 0.9
     assert result["fd"] < 2 * real_fd_floor(100)
+
+
+def test_sample_digits_with_the_table_and_with_sampler_options(capsys):
+    # sampler=None: the defaults table, N calls a batch even where it takes the analytical first step
+    # (N + 1 timesteps), and the progress bar counts those timesteps; options reach the named sampler.
+    torch.manual_seed(0)
+    model = CountingUNet.from_config(TINY).eval()
+    labels = balanced_labels(7)
+    model.batch_sizes = []
+    sample_digits(model, Linear(), labels, sampler=None, steps=4, seed=1, batch_size=4, progress=True)
+    assert model.batch_sizes == [4] * 4 + [3] * 4
+    steps = len(default_for(Linear(), 4).timesteps(Linear(), 4))
+    assert f"{2 * steps}/{2 * steps} steps" in capsys.readouterr().err
+    model.batch_sizes = []
+    a = sample_digits(model, Linear(), labels, sampler="ipndm", steps=4, seed=1, options={"afs": True})
+    assert model.batch_sizes == [7] * 3
+    b = sample_digits(model, Linear(), labels, sampler="ipndm", steps=4, seed=1)
+    assert not torch.equal(a, b)

@@ -55,11 +55,11 @@ QUALITY_NFES = (5, 10, 20)  # the committed digits_quality table's budgets
 
 def measure(model, schedule: Schedule, labels: torch.Tensor, *, sampler: str | None, steps: int, guidance: float = 1.0,
             seed: int = 0, spacing: str | None = None, batch_size: int = 500,
-            timesteps=None) -> tuple[torch.Tensor, dict]:
+            timesteps=None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
     """Samples for ``labels`` (``sample_digits``) and their scores: (samples, {"accuracy", "fd", "seconds"}).
 
-    ``timesteps``: an explicit grid instead of ``steps`` and ``spacing``. ``seconds`` is the sampling
-    alone. ``batch_size`` splits the draw (and so the noise stream):
+    ``timesteps``: an explicit grid instead of ``steps`` and ``spacing``; ``options``: the sampler's.
+    ``seconds`` is the sampling alone. ``batch_size`` splits the draw (and so the noise stream):
     keep it fixed to compare with earlier results.
     """
     from diffkit.digits import evaluate
@@ -67,7 +67,7 @@ def measure(model, schedule: Schedule, labels: torch.Tensor, *, sampler: str | N
     start = time.perf_counter()
     x0 = evaluate.sample_digits(model, schedule, labels, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
                                 spacing=None if timesteps is not None else spacing, batch_size=batch_size,
-                                timesteps=timesteps)
+                                timesteps=timesteps, options=options)
     seconds = time.perf_counter() - start
     return x0, {"accuracy": evaluate.classifier().accuracy(x0, labels), "fd": evaluate.digits_fd(x0),
                 "seconds": seconds}

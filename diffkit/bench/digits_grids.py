@@ -25,6 +25,7 @@ import torch
 
 from diffkit.bench.digits import budget, each_model, machine_text, measure
 from diffkit.bench.frontier import grid_label
+from diffkit.samplers import SAMPLERS as SAMPLER_INFO
 from diffkit.samplers.defaults import default_for
 
 SAMPLERS = ("ddim", "euler", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "deis")
@@ -43,15 +44,16 @@ def report(models: Sequence[str] = ("digits", "digits-flow"), samplers: Sequence
     for name, model, schedule in each_model(models, out):
         shape = (calibration, model.config.in_channels, model.config.resolution, model.config.resolution)
         cond = {"y": balanced_labels(calibration)}
-        for nfe in nfes:  # the defaults table: every entry makes one model call a step
+        for nfe in nfes:  # the defaults table: nfe model calls (nfe + 1 timesteps where it takes afs)
             chosen = default_for(schedule, nfe)
+            start = chosen.timesteps(schedule, nfe)
             _, score = measure(model, schedule, labels, sampler=None, steps=nfe)
             grid = f"{chosen.sampler} @ {grid_label(chosen.spacing, chosen.grid_options)}"
-            row = {"model": name, "sampler": "(default)", "nfe": nfe, "budget": nfe, "steps": nfe}
+            row = {"model": name, "sampler": "(default)", "nfe": nfe, "budget": nfe, "steps": len(start)}
             out["rows"].append({**row, "grid": grid, "options": dict(chosen.options), **score})
-            # ... and the table's sampler on a grid fitted from the table's grid (sampler=None: the table's choice)
-            fitted = _fitted(model, schedule, labels, chosen.sampler, nfe, shape, cond, None,
-                             start=chosen.timesteps(schedule, nfe), **chosen.options)
+            # ... and the table's sampler on a grid fitted from the table's grid
+            fitted = _fitted(model, schedule, labels, chosen.sampler, len(start), shape, cond, start=start,
+                             **chosen.options)
             out["rows"].append({**row, **fitted})
             print(f"{name} default NFE {nfe}: FD {score['fd']:.1f} ({grid}) -> {fitted['fd']:.1f} (fitted from it "
                   f"in {fitted['fit_seconds']:.0f} s)", flush=True)
@@ -60,17 +62,16 @@ def report(models: Sequence[str] = ("digits", "digits-flow"), samplers: Sequence
                 row = {"model": name, **budget(sampler, nfe, schedule)}
                 _, score = measure(model, schedule, labels, sampler=sampler, steps=row["steps"], spacing=row["spacing"])
                 out["rows"].append({**row, "grid": row["spacing"], **score})
-                fitted = _fitted(model, schedule, labels, sampler, row["steps"], shape, cond, sampler)
+                fitted = _fitted(model, schedule, labels, sampler, row["steps"], shape, cond)
                 out["rows"].append({**row, **fitted})
                 print(f"{name} {sampler} NFE {nfe}: FD {score['fd']:.1f} ({row['spacing']}) -> {fitted['fd']:.1f} "
                       f"(fitted in {fitted['fit_seconds']:.0f} s)", flush=True)
     return out
 
 
-def _fitted(model, schedule, labels, sampler: str, steps: int, shape: tuple, cond: dict, sample_with: str | None,
-            **fit_options) -> dict:
+def _fitted(model, schedule, labels, sampler: str, steps: int, shape: tuple, cond: dict, **fit_options) -> dict:
     """``diffkit.optimize_timesteps`` on the calibration noise (timed), then ``labels`` sampled on the grid with
-    ``sample_with`` (None: the defaults table's sampler for that many steps): the row's fitted fields."""
+    ``sampler`` and the sampler options among ``fit_options``: the row's fitted fields."""
     import diffkit
 
     start = time.perf_counter()
@@ -79,7 +80,8 @@ def _fitted(model, schedule, labels, sampler: str, steps: int, shape: tuple, con
                                           generator=torch.Generator().manual_seed(CALIBRATION_SEED), cond=cond,
                                           **fit_options)
     seconds = time.perf_counter() - start
-    _, score = measure(model, schedule, labels, sampler=sample_with, steps=steps, timesteps=grid)
+    options = {k: v for k, v in fit_options.items() if k in SAMPLER_INFO[sampler].options}
+    _, score = measure(model, schedule, labels, sampler=sampler, steps=steps, timesteps=grid, options=options)
     return {"grid": "fitted", "fit_seconds": seconds, "timesteps": [float(t) for t in grid], **score}
 
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ from diffkit.models.guidance import ClassifierFreeGuidance, ClassifierGuidance, 
 from diffkit.models.prediction import Predictor
 from diffkit.progress import ProgressBar
 from diffkit.samplers import sample
+from diffkit.samplers.defaults import default_for
 from diffkit.schedules import Schedule
 
 
@@ -166,11 +169,13 @@ def sample_digits(
     classifier=None,
     classifier_schedule: Schedule | None = None,
     timesteps: np.ndarray | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
     """Class-conditional samples [N, C, H, W] in [-1, 1], one per label, drawn in batches.
 
     ``timesteps`` is an explicit grid (see :func:`diffkit.sample`), in place of ``steps`` and ``spacing``.
-    ``sampler=None`` takes the sampler and grid from the defaults table, as :func:`diffkit.sample` does.
+    ``sampler=None`` takes the sampler and grid from the defaults table, as :func:`diffkit.sample` does;
+    ``options`` are the named sampler's (e.g. ``{"order": 3}``).
 
     ``guidance`` is the classifier-free guidance scale w (eps_u + w (eps_c - eps_u)); w = 1 calls the
     conditional model alone (one network evaluation per step instead of a doubled batch).
@@ -184,13 +189,18 @@ def sample_digits(
     shape = (cfg.in_channels, cfg.resolution, cfg.resolution)
     chunks = labels.split(batch_size)
     out = []
-    per_batch = len(timesteps) if timesteps is not None else steps
+    if timesteps is not None:  # visited timesteps per batch, for the progress bar
+        per_batch = len(timesteps)
+    elif sampler is None and spacing is None:  # the table's grid (one timestep more where it takes afs)
+        per_batch = len(default_for(schedule, steps).timesteps(schedule, steps))
+    else:
+        per_batch = steps
     with torch.inference_mode(), ProgressBar(len(chunks) * per_batch, "steps", enabled=progress) as bar:
         callback = (lambda i, t, x, x0: bar.advance(1)) if progress else None
         for chunk in chunks:
             x = sample(eps_model, schedule, sampler, None if timesteps is not None else steps,
                        shape=(len(chunk), *shape), generator=generator, spacing=spacing, cond={"y": chunk},
-                       callback=callback, timesteps=timesteps)  # fmt: skip
+                       callback=callback, timesteps=timesteps, **dict(options or {}))  # fmt: skip
             out.append(x.clamp(-1, 1))
     return torch.cat(out)
 

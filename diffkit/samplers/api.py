@@ -112,7 +112,7 @@ def sample(
         chosen = default_for(schedule, n)
         sampler, options = chosen.sampler, dict(chosen.options)
         if spacing is None and timesteps is None:  # the table's grid: its spacing with its grid options
-            timesteps = chosen.timesteps(schedule, n)
+            timesteps, steps = chosen.timesteps(schedule, n), None  # steps was the calls; the grid says the rest
         else:  # the caller's grid or spacing: a model call at every visited timestep
             options.pop("afs", None)
     if callable(sampler):

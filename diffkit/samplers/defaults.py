@@ -1,29 +1,36 @@
 """What ``diffkit.sample`` runs when the sampler is not given: a measured table, by schedule family and budget.
 
-The budget is in STEPS (visited timesteps). Every sampler in the table takes one model call
-a step, so N steps are N model evaluations (NFE = N). iPNDM is order 3 with the fixed
-(equal-step) coefficients; "adams" is ``final="adams"``, the last step to sigma = 0 taken by the
-same multistep formula, at no extra model call; "open" is ``endpoint=False``, the grid's last
-point t_min left out; "arcsine" is ``beta_shape=(0.5, 0.5)``, Beta(0.5, 0.5), t_i = t_min +
-(t_max - t_min) cos^2(pi i / 2N) (``diffkit.schedules.timesteps``).
+The budget is in MODEL CALLS: every sampler in the table takes one model call a step, so N steps
+are N model evaluations (NFE = N); "afs" entries take the analytical first step (``afs=True``:
+eps at t_max is x_T at unit variance, no call), so they visit N + 1 timesteps for the same N
+calls. iPNDM is order 3 with the fixed (equal-step) coefficients; "adams" is ``final="adams"``,
+the last step to sigma = 0 taken by the same multistep formula, at no extra model call; "open" is
+``endpoint=False``, the grid's last point t_min left out; "arcsine" is ``beta_shape=(0.5, 0.5)``,
+Beta(0.5, 0.5), t_i = t_min + (t_max - t_min) cos^2(pi i / 2N) (``diffkit.schedules.timesteps``).
 
     family                steps   sampler                 grid
-    discrete_vp           1-15    ipndm, adams            time_uniform rho=2, open
-      (Linear, and any     16-    deis (order 3, logrho)  logsnr
-      other discrete VP but those below)
-    scaled_linear         1-15    ipndm, adams            logsnr, open
-      (Stable Diffusion's) 16-    unipc (order 3)         logsnr
-    cosine                1-4     ipndm                   beta, arcsine
-                          5-      ipndm, adams            beta, arcsine
-    continuous_vp         1-6     ipndm, adams            logsnr, open
-                          7-      ipndm, adams            time_uniform rho=2, open
-    edm (and any other    1-7     ipndm, adams            logsnr, open
-      schedule with       8-11    ipndm, adams            logsnr
+    discrete_vp           1-6     ipndm, adams, afs       time_uniform rho=2, open
+      (Linear, and any     7-15   ipndm, adams            time_uniform rho=2, open
+      other discrete VP    16-    deis (order 3, logrho)  logsnr
+      but those below)
+    scaled_linear         1-4     ipndm, adams, afs       logsnr, open
+      (Stable Diffusion's) 5-15   ipndm, adams            logsnr, open
+                          16-     unipc (order 3)         logsnr
+    cosine                1-3     ipndm, afs              beta, arcsine
+                          4-8     ipndm, adams, afs       beta, arcsine
+                          9-      ipndm, adams            beta, arcsine
+    continuous_vp         1-5     ipndm, adams, afs       logsnr, open
+                          6-9     ipndm, adams, afs       time_uniform rho=2, open
+                          10-     ipndm, adams            time_uniform rho=2, open
+    edm (and any other    1-3     ipndm, adams            logsnr, open
+      schedule with       4-11    ipndm, adams, afs       logsnr, open
       finite SNR at t_max) 12-    ipndm, adams            karras
-    zero_snr              1-      ipndm, adams            time_uniform rho=2, open
-      (any schedule with alpha(t_max) = 0 but flow matching: discrete VP at zero terminal SNR)
-    flow (FlowMatch)      1-4     ipndm, adams            time_uniform rho=2, open
-                          5-      ipndm, adams            beta, arcsine
+    zero_snr              1-6     ipndm, adams, afs       time_uniform rho=2, open
+      (any schedule with   7-     ipndm, adams            time_uniform rho=2, open
+      alpha(t_max) = 0 but flow matching: discrete VP at zero terminal SNR)
+    flow (FlowMatch)      1-3     ipndm, adams, afs       time_uniform rho=2, open
+                          4-8     ipndm, adams, afs       beta, arcsine
+                          9-      ipndm, adams            beta, arcsine
 
 Where it comes from (``benchmarks/results/frontier_defaults.md``, ``python -m benchmarks.frontier
 --defaults``, ``diffkit.bench.defaults_scan``): fourteen one-call-a-step configurations on every
@@ -95,23 +102,30 @@ def _d(from_steps: int, sampler: str, spacing: str, options: dict[str, Any], **g
 
 _IPNDM3 = {"order": 3, "variant": "fixed"}
 _IPNDM3_ADAMS = {**_IPNDM3, "final": "adams"}  # the last step to sigma = 0 by the same formula
+_AFS = {**_IPNDM3_ADAMS, "afs": True}  # and the analytical first step: one timestep more for the same calls
 _DEIS3 = {"order": 3, "variant": "logrho"}
 _ARCSINE = (0.5, 0.5)  # the beta spacing's Beta(0.5, 0.5): t_i = t_min + (t_max - t_min) cos^2(pi i / 2N)
 # family -> entries by increasing from_steps (the module docstring's table); rho=2.0 with time_uniform is
 # DPM-Solver's time_quadratic, endpoint=False leaves t_min out (no model call spent there)
 DEFAULTS: MappingProxyType = MappingProxyType({
-    "discrete_vp": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),
+    "discrete_vp": (_d(1, "ipndm", "time_uniform", _AFS, rho=2.0, endpoint=False),
+                    _d(7, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),
                     _d(16, "deis", "logsnr", _DEIS3)),
-    "scaled_linear": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False), _d(16, "unipc", "logsnr", {"order": 3})),
-    "cosine": (_d(1, "ipndm", "beta", _IPNDM3, beta_shape=_ARCSINE),
-               _d(5, "ipndm", "beta", _IPNDM3_ADAMS, beta_shape=_ARCSINE)),
-    "continuous_vp": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False),
-                      _d(7, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False)),
-    "edm": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False), _d(8, "ipndm", "logsnr", _IPNDM3_ADAMS),
+    "scaled_linear": (_d(1, "ipndm", "logsnr", _AFS, endpoint=False),
+                      _d(5, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False), _d(16, "unipc", "logsnr", {"order": 3})),
+    "cosine": (_d(1, "ipndm", "beta", {**_IPNDM3, "afs": True}, beta_shape=_ARCSINE),
+               _d(4, "ipndm", "beta", _AFS, beta_shape=_ARCSINE),
+               _d(9, "ipndm", "beta", _IPNDM3_ADAMS, beta_shape=_ARCSINE)),
+    "continuous_vp": (_d(1, "ipndm", "logsnr", _AFS, endpoint=False),
+                      _d(6, "ipndm", "time_uniform", _AFS, rho=2.0, endpoint=False),
+                      _d(10, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False)),
+    "edm": (_d(1, "ipndm", "logsnr", _IPNDM3_ADAMS, endpoint=False), _d(4, "ipndm", "logsnr", _AFS, endpoint=False),
             _d(12, "ipndm", "karras", _IPNDM3_ADAMS)),
-    "zero_snr": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),),
-    "flow": (_d(1, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False),
-             _d(5, "ipndm", "beta", _IPNDM3_ADAMS, beta_shape=_ARCSINE)),
+    "zero_snr": (_d(1, "ipndm", "time_uniform", _AFS, rho=2.0, endpoint=False),
+                 _d(7, "ipndm", "time_uniform", _IPNDM3_ADAMS, rho=2.0, endpoint=False)),
+    "flow": (_d(1, "ipndm", "time_uniform", _AFS, rho=2.0, endpoint=False),
+             _d(4, "ipndm", "beta", _AFS, beta_shape=_ARCSINE),
+             _d(9, "ipndm", "beta", _IPNDM3_ADAMS, beta_shape=_ARCSINE)),
 })
 
 
