@@ -14,13 +14,15 @@ from diffkit.schedules import Linear
 
 
 def test_tiny_run_measures_every_part_and_writes(tmp_path):
-    peers = [p for p in PEERS if p.library == "k-diffusion"][:1] + [p for p in PEERS if "GITS" in p.label]
+    peers = ([p for p in PEERS if p.library == "k-diffusion"][:1] + [p for p in PEERS if "GITS" in p.label]
+             + [p for p in PEERS if p.label == "iPNDM (poly rho 7, AFS)"])
     results = frontier.run(["gmm2d"], ["linear"], [5], samples=16, peers=peers,
                            configs=(("ddim", {}), ("heun", {})), fitted=(("dpmpp_2m", {}),),
                            teacher_steps=8, teacher_substeps=1, refine_evals=1)
     (cell,) = results["cells"]
     assert [r["label"] for r in cell["peers"]] == [p.label for p in peers]
     assert all(r["calls"] <= 5 and r["error"] > 0 for r in cell["peers"])
+    assert cell["peers"][-1]["calls"] == 5  # with AFS: 7 timestamps to sigma_min, the first without a call
     assert all(r["calls"] <= 5 for r in cell["candidates"])  # counted: heun takes 2 calls a step, 3 steps
     assert {r["spacing"] for r in cell["candidates"]} >= {"karras", "trailing", "fitted"}
     fitted = next(r for r in cell["candidates"] if r["spacing"] == "fitted")
@@ -37,6 +39,9 @@ def test_tiny_run_measures_every_part_and_writes(tmp_path):
     rule = next(line for line in text.splitlines() if line.startswith("| `diffkit.sample"))  # one cell: its ratio
     assert rule.split(" | ")[1:3] == [f"{cell['ratio_default']:.2f}"] * 2 and rule.endswith("| 1 of 1 |") == (
         cell["ratio_default"] <= 1)
+    # the same ratios against the peers without the analytical first step
+    no_afs = min(r["error"] for r in cell["peers"] if "AFS" not in r["label"])
+    assert f"`diffkit.sample(..., steps=N)`: {cell['default']['error'] / no_afs:.2f}-" in text
     assert json.loads((tmp_path / "frontier.json").read_text())["cells"][0]["nfe"] == 5
     assert (tmp_path / "frontier.png").stat().st_size > 0
 

@@ -66,14 +66,16 @@ def test_lowers_its_calibration_objective(sampler, method, gmm2d, linear):
 
 
 def test_starts_from_an_explicit_grid(cosine):
-    # The defaults table's grid (ipndm, final="adams", on the arcsine beta) as the start: the refinement never
-    # ends above it, and a start that is already the table's grid gives the same E as diffkit.sample with it.
+    # The defaults table's grid for 5 calls (ipndm, final="adams", afs: 6 points on the arcsine beta) as the
+    # start: the refinement never ends above it, and a start that is already the table's grid gives the same E
+    # as diffkit.sample with it.
     from diffkit.samplers.defaults import default_for
 
     gmm2d = GaussianMixture.two_d(cosine)
     chosen = default_for(cosine, 5)
     grid = chosen.timesteps(cosine, 5)
-    fit = fit_timesteps(gmm2d, cosine, chosen.sampler, 5, (64, 2), generator=_seed(), dtype=torch.float64,
+    assert len(grid) == 6 and chosen.options["afs"]
+    fit = fit_timesteps(gmm2d, cosine, chosen.sampler, 6, (64, 2), generator=_seed(), dtype=torch.float64,
                         start=grid, **chosen.options)
     np.testing.assert_array_equal(fit.start, grid)
     assert fit.objective < fit.start_objective
@@ -81,7 +83,7 @@ def test_starts_from_an_explicit_grid(cosine):
     teacher = diffkit.sample(gmm2d, cosine, "dpmpp_2m", x=x_T, timesteps=_fine_grid(cosine))
     x0 = diffkit.sample(gmm2d, cosine, chosen.sampler, x=x_T, timesteps=grid, **chosen.options)
     assert fit.start_objective == pytest.approx(float((x0 - teacher).norm(dim=1).mean()), rel=1e-12)
-    default = fit_timesteps(gmm2d, cosine, chosen.sampler, 5, (64, 2), generator=_seed(), dtype=torch.float64,
+    default = fit_timesteps(gmm2d, cosine, chosen.sampler, 6, (64, 2), generator=_seed(), dtype=torch.float64,
                             **chosen.options)
     assert not np.array_equal(default.start, grid)  # without start: the sampler's own spacing
 

@@ -22,6 +22,8 @@ Adding a sampler is one file, a registry entry and its tests:
 
    Multistep history is local variables (any number of earlier ``p.x0`` / ``p.eps``);
    noise comes from ``run.randn()`` (seed compatible) or ``run.noise(noise_sampler, ...)``.
+   A deterministic sampler offers the analytical first step by taking ``afs: bool = False``
+   and passing ``afs=afs`` to ``SamplerRun`` (its first ``predict`` then makes no model call).
    Nothing else is needed: the run evaluates each new state in one pass (a fused
    kernel on GPUs), reuses buffers nobody holds, shows the callback every visited
    state, and checks the model's output.

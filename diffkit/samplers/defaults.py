@@ -33,34 +33,44 @@ Beta(0.5, 0.5), t_i = t_min + (t_max - t_min) cos^2(pi i / 2N) (``diffkit.schedu
                           9-      ipndm, adams            beta, arcsine
 
 Where it comes from (``benchmarks/results/frontier_defaults.md``, ``python -m benchmarks.frontier
---defaults``, ``diffkit.bench.defaults_scan``): fourteen one-call-a-step configurations on every
-spacing of each family, on time_uniform rho = 2 and the arcsine beta, and (those with
-``final="adams"``) on the grids ending at t_min with ``endpoint=False``, at 2-30 steps, on three
-exact Gaussian mixtures (2-D, 64-D, 3x8x8 image-shaped) in each family, scored by the geometric
-mean of their error against the exact ODE over the best configuration's in the same cell. Where
-the scan's winner changed from one step count to the next, the table takes the configuration
-with the lowest geometric mean over a range of step counts (and, on Linear and Cosine, the
-lowest worst ratio against the peers of ``benchmarks/results/frontier.md`` at 5-10 calls).
+--defaults``, ``diffkit.bench.defaults_scan``): eighteen one-call-a-step configurations (four of
+them with ``afs``) on every spacing of each family, on time_uniform rho = 2 and the arcsine beta,
+and (those with ``final="adams"``) on the grids ending at t_min with ``endpoint=False``, at 2-30
+steps, on three exact Gaussian mixtures (2-D, 64-D, 3x8x8 image-shaped) in each family, scored by
+the geometric mean of their error against the exact ODE over the best configuration's in the same
+cell. Where the scan's winner changed from one step count to the next, the table takes the
+configuration with the lowest geometric mean over a range of step counts (and, on Linear and
+Cosine, the lowest worst ratio against the peers of ``benchmarks/results/frontier.md`` at 5-10
+calls).
 
 Why these: a grid that visits t_min spends a model call where almost nothing is left to
 denoise, and the data prediction as the final step is first order. Leaving t_min out and taking
 the last step to sigma = 0 by the multistep formula fixes both; it is how diff-sampler's solvers
-spend their calls (N + 1 timestamps, N calls), but ends at sigma = 0 rather than sigma_min. On
-Linear, at zero SNR and on the continuous VP iPNDM on time_uniform rho = 2 (DPM-Solver's
-"time_quadratic", diff-sampler's DEIS grid) is within 1.35x of the best configuration of each
-cell at 6-12 steps. On Cosine and in flow matching ``beta`` keeps the lead from 5 steps on, the
-arcsine law ahead of ComfyUI's Beta(0.6, 0.6) (geometric mean 1.27 against 2.05 over 5-10 steps on
+spend their calls (N + 1 timestamps, N calls), but ends at sigma = 0 rather than sigma_min. The
+analytical first step saves the call at t_max, where x_T is almost pure noise; it takes the data
+mean for 0 (an error of about alpha(t_max) E[x0] in eps), which costs less than the saved call
+buys at low budgets and more at high ones: it lowered the scan's score at 4-6 calls on Linear from
+2.15-3.64 to 1.18-1.59, at 4-8 on Cosine from 1.16-2.56 to 1.01-1.39, and scored worse from 10
+calls on in every family but EDM (there up to 11). On Linear, at zero SNR and on the continuous
+VP iPNDM on time_uniform rho = 2 (DPM-Solver's "time_quadratic", diff-sampler's DEIS grid) is
+within 1.35x of the best configuration of each cell at 6-12 steps. On Cosine and in flow matching
+``beta`` keeps the lead from 4-5 steps on, the arcsine law ahead of ComfyUI's Beta(0.6, 0.6)
+(in the scan before the AFS configurations: geometric mean 1.27 against 2.05 over 5-10 steps on
 Cosine, 1.35 against 1.49 in flow matching); on Cosine time_uniform rho = 2 is 3.9-9x the best
-peer on the image-shaped mixture.
-ScaledLinear (Stable Diffusion's schedule: sigma_k from 14.6 down to 0.03, where Linear's runs from
-157) has its own row: Linear's row scored 2.4-5.1 there at 3-12 steps, iPNDM on the open log-SNR
-grid 1.21-2.4 (geometric mean 1.54 over 5-12 steps), and at 16-30 steps UniPC-3 on log-SNR 1.09-2.13
-against 2.05-3.61 for Linear's DEIS. On EDM no configuration is within 2x of every cell's best (each
-mixture prefers another grid); the table takes the most even. At zero terminal SNR the ``karras`` /
-``logsnr`` grids do not exist (sigma_k = inf at t_max). Against the best training-free peers at NFE
-5-10 (``benchmarks/results/frontier.md``): 0.23-1.27x their error, median 0.63x, at or below 1x in
-23 of 24 cells (the miss: 1.27x on the image-shaped mixture on Linear at 5 calls); the table before
-the open grids had 0.29-7.5x (12 of 24), ``dpmpp_2m`` on karras, the first default, 2.0-39x.
+peer on the image-shaped mixture. ScaledLinear (Stable Diffusion's schedule: sigma_k from 14.6
+down to 0.03, where Linear's runs from 157) has its own row: in the scan before the AFS
+configurations Linear's row scored 2.4-5.1 there at 3-12 steps, iPNDM on the open log-SNR grid
+1.21-2.4 (geometric mean 1.54 over 5-12 steps), and at 16-30 steps UniPC-3 on log-SNR 1.09-2.13
+against 2.05-3.61 for Linear's DEIS; there alpha(t_max) = 0.068 and AFS leads only up to 4 calls.
+On EDM no configuration is within 2x of every cell's best (each mixture prefers another grid); the
+table takes the most even. At zero terminal SNR the ``karras`` / ``logsnr`` grids do not exist
+(sigma_k = inf at t_max). Against the best training-free peers at NFE 5-10
+(``benchmarks/results/frontier.md``, diff-sampler's solvers there with and without their own
+analytical first step): 0.14-1.02x their error, median 0.60x, at or below 1x in 23 of 24 cells
+(the miss: 1.02x on the image-shaped mixture on Linear at 8 calls, against iPNDM_v with AFS);
+against the peers at their own defaults (no AFS) 0.11-0.90x, at or below 1x in all 24. Before
+AFS the table had 0.23-1.27x against those; before the open grids 0.29-7.5x (12 of 24);
+``dpmpp_2m`` on karras, the first default, 2.0-39x.
 
 An explicit sampler, spacing or grid always wins: the table fills only what was left out.
 Options without a sampler are refused (they belong to a named sampler).
