@@ -161,6 +161,14 @@ def test_inversion_needs_two_points(gmm8d, linear):
         diffkit.invert(gmm8d, linear, noise((2, 8)), "ddim", 5, churn=1)
 
 
+def test_editing_refuses_the_analytical_first_step(gmm8d, linear):
+    # afs takes x_t for pure noise at the first timestep; every edit starts from an image
+    with pytest.raises(ValueError, match="afs=True .* not available here"):
+        diffkit.invert(gmm8d, linear, noise((2, 8)), "ipndm", 5, afs=True)
+    with pytest.raises(ValueError, match="afs=True .* not available here"):
+        diffkit.img2img(gmm8d, linear, noise((2, 8)), 0.5, "ipndm", 5, afs=True)
+
+
 # -- inpainting ----------------------------------------------------------------------------------------
 
 

@@ -366,3 +366,10 @@ def test_overhead_benchmark_runs(capsys):
     assert set(run["rows"][0]["cpu"]["us_per_step"]) == {"diffkit", "diffusers", "pipeline"}
     assert "| dpmpp_2m (linspace) | 1x4x8x8 |" in diffusers_adapter.to_markdown(run)
     assert "dpmpp_2m" in capsys.readouterr().out
+
+
+def test_the_analytical_first_step_is_refused_in_a_pipeline():
+    # A pipeline calls the model at every timestep it is given, the first included: afs has nothing to skip.
+    with pytest.raises(ValueError, match="afs=True .* not available in a diffusers pipeline.*diffkit.sample"):
+        DiffkitScheduler("ipndm", afs=True)
+    DiffkitScheduler("ipndm", afs=False).set_timesteps(5)  # off, as by default: accepted

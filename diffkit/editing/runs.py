@@ -23,6 +23,9 @@ def resolve(sampler: str | SamplerFn, options: Mapping[str, Any]) -> tuple[Sampl
     if unknown:
         raise ValueError(f"sampler {info.name!r} has no option(s) {', '.join(unknown)}; "
                          f"allowed: {', '.join(info.options) or 'none'}")
+    if options.get("afs"):  # it takes x_t for pure noise; an edit starts from (noised) data
+        raise ValueError("afs=True (the analytical first step) assumes sampling starts from pure noise at t_max; "
+                         "editing starts from an image, so it is not available here")
     return info.fn, info.default_spacing
 
 

@@ -131,6 +131,10 @@ class DiffkitScheduler(SchedulerMixin, ConfigMixin):
         if unknown:
             raise ValueError(f"sampler {info.name!r} has no option(s) {', '.join(unknown)}; "
                              f"allowed: {', '.join(info.options) or 'none'}")
+        if options.get("afs"):  # the pipeline's loop starts with a model call at t_max: nothing to skip there
+            raise ValueError(f"afs=True (the analytical first step) is not available in a diffusers pipeline, whose "
+                             f"loop calls the model at the first timestep; use diffkit.sample with {info.name!r} "
+                             "for it")
         if spacing is not None and timesteps is not None:
             raise ValueError("pass spacing or timesteps, not both")
         if prediction_type not in PREDICTION_TYPES:
