@@ -21,11 +21,11 @@ and reported once, after the loop, naming the first bad step and t.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from diffkit.conversions import PREDICTION_TYPES, prediction_coefficients
@@ -66,7 +66,7 @@ def analytic_prediction(x: torch.Tensor, at: Point, dtype: torch.dtype) -> Predi
     mean for 0, so its error is about alpha E[x0] in eps: small where alpha(t_max) is small and the
     data are centred. At zero SNR eps = x_T is exact, and x0 is taken as 0.
     """
-    r = float(np.hypot(at.alpha, at.sigma))
+    r = math.hypot(at.alpha, at.sigma)
     return Prediction(LinComb(((1.0, x),)), LinComb(((1.0 / r, x),)),
                       LinComb(((at.alpha / (r * (r + at.sigma)), x),)), dtype)
 
