@@ -12,8 +12,8 @@ def test_digits_grids_reports_default_and_fitted_for_both_models():
     assert grids == {("digits", "karras"), ("digits", "fitted"), ("digits-flow", "shifted"), ("digits-flow", "fitted")}
     # the defaults table's row: diffkit.sample with only the budget, labelled with the sampler and grid it ran
     defaults = {r["model"]: r["grid"] for r in rep["rows"] if r["sampler"] == "(default)" and r["grid"] != "fitted"}
-    assert defaults == {"digits": "ipndm @ time_uniform rho=2 endpoint=False",
-                        "digits-flow": "ipndm @ beta beta_shape=0.5,0.5"}
+    assert defaults == {"digits": "ipndm afs @ time_uniform rho=2 endpoint=False",
+                        "digits-flow": "ipndm afs @ beta beta_shape=0.5,0.5"}
     fitted = [r for r in rep["rows"] if r["grid"] == "fitted"]
     assert all(len(r["timesteps"]) == r["steps"] and r["fit_seconds"] > 0 for r in fitted)
     # 5 calls: 5 timesteps, or 6 where the table takes the analytical first step (its first without a call)

@@ -48,7 +48,8 @@ def report(models: Sequence[str] = ("digits", "digits-flow"), samplers: Sequence
             chosen = default_for(schedule, nfe)
             start = chosen.timesteps(schedule, nfe)
             _, score = measure(model, schedule, labels, sampler=None, steps=nfe)
-            grid = f"{chosen.sampler} @ {grid_label(chosen.spacing, chosen.grid_options)}"
+            afs = " afs" if chosen.options.get("afs") else ""  # nfe + 1 timesteps, the first without a call
+            grid = f"{chosen.sampler}{afs} @ {grid_label(chosen.spacing, chosen.grid_options)}"
             row = {"model": name, "sampler": "(default)", "nfe": nfe, "budget": nfe, "steps": len(start)}
             out["rows"].append({**row, "grid": grid, "options": dict(chosen.options), **score})
             # ... and the table's sampler on a grid fitted from the table's grid
