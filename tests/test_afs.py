@@ -35,6 +35,13 @@ def test_the_one_call_multistep_samplers_take_it():
     assert all(SAMPLERS[name].options["afs"] is False for name in AFS_SAMPLERS)  # off unless asked for
 
 
+def test_steps_for_a_budget_of_calls_count_the_free_first_step():
+    assert SAMPLERS["ipndm"].steps_for(5) == SAMPLERS["ipndm"].steps_for(5, {"afs": False}) == 5
+    assert SAMPLERS["ipndm"].steps_for(5, {"afs": True}) == 6
+    assert SAMPLERS["heun"].steps_for(5) == 3  # two calls a step, one at the last timestep
+    assert all(SAMPLERS[name].nfe(SAMPLERS[name].steps_for(n)) <= n for name in SAMPLERS for n in range(1, 12))
+
+
 @pytest.mark.parametrize("name", AFS_SAMPLERS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_saves_the_first_call_and_predicts_analytically(name, family):

@@ -81,7 +81,7 @@ def scan(families: Iterable[str] = tuple(FAMILIES), models: Iterable[str] = tupl
                 for name, options in configs:
                     for spacing, grid_options in grids(schedule, options):
                         try:  # no such grid here (karras at zero SNR, rho at t_min < 0) or repeated steps
-                            ts = timesteps(schedule, n + bool(options.get("afs")), spacing, **grid_options)
+                            ts = timesteps(schedule, SAMPLERS[name].steps_for(n, options), spacing, **grid_options)
                         except ValueError:
                             continue
                         x0 = sample(model, schedule, name, x=x, timesteps=ts, **options)

@@ -140,11 +140,6 @@ def _counted(model, schedule: Schedule, *args, **kwargs) -> tuple[torch.Tensor, 
         return sample(counter, schedule, *args, **kwargs), counter.calls
 
 
-def _steps(name: str, nfe: int, options: Mapping) -> int:
-    """The most visited timesteps within ``nfe`` calls (one more with ``afs``: the first takes no call)."""
-    return (nfe - 1) // SAMPLERS[name].evals_per_step + 1 + int(bool(options.get("afs")))
-
-
 def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, refine_default: bool = True,
                        **fit_options) -> list[dict]:
     """Every configuration's error on the selection noise (the fits on the calibration noise, timed); with
@@ -153,7 +148,7 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, ref
     for name, options in configs:
         for spacing, grid_options in grids(p.schedule, options):
             try:  # a grid that cannot give this many distinct steps here
-                ts = timesteps(p.schedule, _steps(name, nfe, options), spacing, **grid_options)
+                ts = timesteps(p.schedule, SAMPLERS[name].steps_for(nfe, options), spacing, **grid_options)
             except ValueError:
                 continue
             x0, calls = _counted(p.model, p.schedule, name, x=p.noise["selection"], timesteps=ts, **options)
@@ -162,7 +157,7 @@ def diffkit_candidates(p: Problem, nfe: int, configs=CONFIGS, fitted=FITTED, ref
                          "calls": calls,
                          "selection_error": median_error(x0, p.exact["selection"])})
     fit_options = {**FIT_OPTIONS, **fit_options}
-    rows += [_fitted(p, name, options, _steps(name, nfe, options), "fitted", **fit_options)
+    rows += [_fitted(p, name, options, SAMPLERS[name].steps_for(nfe, options), "fitted", **fit_options)
              for name, options in fitted]
     if refine_default:  # the table's sampler, its grid (nfe calls) the fit's start
         chosen = default_for(p.schedule, nfe)

@@ -84,6 +84,7 @@ from typing import Any
 
 import numpy as np
 
+from diffkit.samplers.registry import SAMPLERS
 from diffkit.schedules import ContinuousVP, Cosine, DiscreteVP, FlowMatch, ScaledLinear
 from diffkit.schedules.base import Schedule
 from diffkit.schedules.spacing import spacings, timesteps
@@ -103,7 +104,8 @@ class Default:
     def timesteps(self, schedule: Schedule, steps: int) -> np.ndarray:
         """The visited grid for ``steps`` model calls: ``diffkit.timesteps(schedule, steps, spacing, **grid_options)``,
         with one timestep more where the entry takes the analytical first step (``afs``: no call there)."""
-        return timesteps(schedule, steps + int(bool(self.options.get("afs"))), self.spacing, **self.grid_options)
+        return timesteps(schedule, SAMPLERS[self.sampler].steps_for(steps, self.options), self.spacing,
+                         **self.grid_options)
 
 
 def _d(from_steps: int, sampler: str, spacing: str, options: dict[str, Any], **grid_options: Any) -> Default:

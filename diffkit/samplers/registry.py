@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -39,6 +39,11 @@ class SamplerInfo:
     def nfe(self, steps: int) -> int:
         """Number of model evaluations for ``steps`` visited timesteps."""
         return self.evals_per_step * (steps - 1) + 1
+
+    def steps_for(self, calls: int, options: Mapping[str, Any] | None = None) -> int:
+        """The most visited timesteps whose model calls fit in ``calls``: one more with ``afs`` in ``options``
+        (the analytical first step takes no call)."""
+        return (calls - 1) // self.evals_per_step + 1 + int(bool((options or {}).get("afs")))
 
 
 def _info(name, fn, description, options=None, **kw) -> SamplerInfo:

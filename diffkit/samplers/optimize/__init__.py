@@ -17,14 +17,14 @@
 
    The start grid is ``start`` where given (any valid grid from t_max: e.g. the defaults table's
    for n calls, ``diffkit.samplers.defaults.default_for(schedule, n).timesteps(schedule, n)``, whose
-   length is the ``steps`` to fit: n + 1 where the entry takes ``afs``), else the
-   grid of ``spacing`` (default: the sampler's own). The refining methods never return a grid with
-   a higher E than the start's. The table's sampler refined from the table's grid was the best
-   configuration in 9 of the 24 cells of ``benchmarks/results/frontier.md`` (a sampler fitted from its
-   GITS grid in the other 15); the descent keeps
-   to the basin it starts in, so another start can end lower (on the digits model at 5 steps, 16
-   calibration samples of seed 1000 as ``diffkit.bench.digits_grids``: ``unipc`` from its GITS
-   grid reaches E = 0.30, iPNDM from the table's grid without ``afs`` 1.19).
+   length is the ``steps`` to fit: n + 1 where the entry takes ``afs``), else the grid of
+   ``spacing`` (default: the sampler's own). The refining methods never return a grid with a
+   higher E than the start's. The table's sampler refined from the table's grid was the best
+   configuration in 9 of the 24 cells of ``benchmarks/results/frontier.md`` (a sampler fitted from
+   its GITS grid in the other 15); the descent keeps to the basin it starts in, so another start
+   can end lower (on the digits model at 5 steps, 16 calibration samples of seed 1000 as
+   ``diffkit.bench.digits_grids``: ``unipc`` from its GITS grid reaches E = 0.30, iPNDM from the
+   table's grid without ``afs`` 1.19).
 
 Why ``gits+refine`` is the default (``benchmarks/results/grids.md``, from ``diffkit.bench.grids``:
 median per-sample error on held-out noise at NFE 5, 6, 8, 10, against the exact ODE on four
